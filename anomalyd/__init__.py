@@ -1,0 +1,3 @@
+"""anomalyd: a self-hosted anomaly-detection daemon for time series."""
+
+__version__ = "0.1.0"

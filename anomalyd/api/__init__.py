@@ -1,0 +1,1 @@
+"""HTTP resources, one module per resource. Responders decode, call the domain, encode."""

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import falcon
+import msgspec
+
+from anomalyd import schemas
+from anomalyd.stats import HISTOGRAMS, Stats
+from anomalyd.store import Store
+
+
+class Latency(msgspec.Struct):
+    avg: float
+    p95: float
+
+
+class Health(msgspec.Struct):
+    status: str
+    series_trained: int
+    inference_latency_ms: Latency
+    training_latency_ms: Latency
+
+
+def latency_ms(stats: Stats, name: str) -> Latency:
+    histogram = stats.histogram(HISTOGRAMS.index(name))
+    return Latency(
+        round(histogram.avg * 1000, 6), round(histogram.quantile(0.95) * 1000, 6)
+    )
+
+
+class HealthResource:
+    def __init__(self, store: Store, stats: Stats) -> None:
+        self._store = store
+        self._stats = stats
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data = schemas.encoder.encode(
+            Health(
+                "ok",
+                self._store.series_trained(),
+                latency_ms(self._stats, "inference"),
+                latency_ms(self._stats, "training"),
+            )
+        )
+        resp.cache_control = ["no-store"]

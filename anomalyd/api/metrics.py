@@ -1,0 +1,65 @@
+"""Prometheus text exposition format 0.0.4, written from the shared region."""
+
+from __future__ import annotations
+
+import falcon
+
+from anomalyd.stats import HISTOGRAMS, PROMETHEUS_EDGES, Stats
+from anomalyd.store import Store
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_HISTOGRAM_HELP = {
+    "inference": "Time handling single-point predicts, in seconds.",
+    "batch_inference": "Time handling batch predicts, in seconds.",
+    "training": "Time handling fits, durable commit included, in seconds.",
+}
+
+
+def _labels(**labels: str) -> str:
+    def escape(v: str) -> str:
+        return v.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
+
+    return ",".join(f'{k}="{escape(v)}"' for k, v in labels.items())
+
+
+def render(store: Store, stats: Stats) -> str:
+    lines = [
+        "# HELP anomalyd_requests_total HTTP requests answered, by route, method and status.",
+        "# TYPE anomalyd_requests_total counter",
+    ]
+    for (route, method, status), n in sorted(stats.requests().items()):
+        labels = _labels(route=route, method=method, status=str(status or "other"))
+        lines.append(f"anomalyd_requests_total{{{labels}}} {n}")
+    for index, name in enumerate(HISTOGRAMS):
+        metric = f"anomalyd_{name}_latency_seconds"
+        histogram = stats.histogram(index)
+        lines.append(f"# HELP {metric} {_HISTOGRAM_HELP[name]}")
+        lines.append(f"# TYPE {metric} histogram")
+        for edge, n in zip(PROMETHEUS_EDGES, histogram.cumulative(PROMETHEUS_EDGES)):
+            lines.append(f'{metric}_bucket{{le="{edge:.6g}"}} {n}')
+        lines.append(f'{metric}_bucket{{le="+Inf"}} {histogram.count}')
+        lines.append(f"{metric}_sum {histogram.sum!r}")
+        lines.append(f"{metric}_count {histogram.count}")
+    lines += [
+        "# HELP anomalyd_series_trained Series with at least one model in the store.",
+        "# TYPE anomalyd_series_trained gauge",
+        f"anomalyd_series_trained {store.series_trained()}",
+        "# HELP anomalyd_store_size_bytes Bytes of the LMDB map in use.",
+        "# TYPE anomalyd_store_size_bytes gauge",
+        f"anomalyd_store_size_bytes {store.size_bytes()}",
+        "# HELP anomalyd_worker_restarts_total Workers that died and were replaced.",
+        "# TYPE anomalyd_worker_restarts_total counter",
+        f"anomalyd_worker_restarts_total {stats.restarts()}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class MetricsResource:
+    def __init__(self, store: Store, stats: Stats) -> None:
+        self._store = store
+        self._stats = stats
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.text = render(self._store, self._stats)
+        resp.content_type = CONTENT_TYPE

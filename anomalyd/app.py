@@ -1,0 +1,89 @@
+"""The Falcon application: ``create_app`` wires given parts, ``get_app`` builds real ones."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Callable
+
+import falcon
+
+from anomalyd import errors
+from anomalyd.api.fit import FitResource
+from anomalyd.api.health import HealthResource
+from anomalyd.api.metrics import MetricsResource
+from anomalyd.api.predict import BatchPredictResource, PredictResource
+from anomalyd.api.series import SeriesCollection, SeriesItem
+from anomalyd.settings import Settings
+from anomalyd.stats import HISTOGRAMS, Stats
+from anomalyd.store import Store
+
+log = logging.getLogger("anomalyd")
+
+# Which latency histogram a (route, method) feeds; other requests are only counted.
+_TIMED = {
+    ("/predict/{series_id}", "POST"): HISTOGRAMS.index("inference"),
+    ("/predict/{series_id}/batch", "POST"): HISTOGRAMS.index("batch_inference"),
+    ("/fit/{series_id}", "POST"): HISTOGRAMS.index("training"),
+}
+
+
+class StatsMiddleware:
+    """Times every request and records it before the response leaves the worker."""
+
+    def __init__(self, stats: Stats) -> None:
+        self._observe = stats.observe
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+
+    def process_response(self, req, resp, resource, req_succeeded) -> None:
+        elapsed = time.perf_counter() - req.context.started
+        route = req.uri_template or "other"
+        method = req.method
+        self._observe(
+            _TIMED.get((route, method), -1), elapsed, route, method, resp.status_code
+        )
+
+
+def create_app(
+    settings: Settings,
+    store: Store,
+    stats: Stats,
+    clock: Callable[[], float] = time.time,
+) -> falcon.App:
+    """Build the application from the parts it is given; does no I/O."""
+    app = falcon.App(middleware=[StatsMiddleware(stats)])
+    # ?version= (empty) must be a 400, not silently the latest version.
+    app.req_options.keep_blank_qs_values = True
+    app.req_options.strip_url_path_trailing_slash = False
+    errors.install(app)
+    max_body = settings.max_body_bytes
+    app.add_route(
+        "/fit/{series_id}", FitResource(store, settings.min_points, max_body, clock)
+    )
+    app.add_route("/predict/{series_id}", PredictResource(store, max_body))
+    app.add_route("/predict/{series_id}/batch", BatchPredictResource(store, max_body))
+    app.add_route("/series", SeriesCollection(store))
+    app.add_route("/series/{series_id}", SeriesItem(store))
+    app.add_route("/healthcheck", HealthResource(store, stats))
+    app.add_route("/metrics", MetricsResource(store, stats))
+    # Later: /openapi.json, /plot, / (dashboard), bearer-token middleware.
+    return app
+
+
+def max_readers(settings: Settings) -> int:
+    """Reader slots: every thread of every worker, the backup tool, and headroom."""
+    return max(126, 2 * settings.workers * settings.threads + 32)
+
+
+def get_app(settings: Settings, stats: Stats) -> falcon.App:
+    """Build the real parts inside a worker (after fork) and the app around them."""
+    store = Store(
+        os.path.abspath(settings.data_dir),
+        map_size=settings.map_size,
+        max_readers=max_readers(settings),
+        lru_size=settings.lru_size,
+    )
+    return create_app(settings, store, stats)

@@ -1,0 +1,66 @@
+"""``anomalyd serve | check-config | backup DEST | --version``."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from anomalyd import __version__, settings as settings_module
+from anomalyd.settings import HELP, Settings, SettingsError, flag_name
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="anomalyd", description="Anomaly detection for time series over HTTP."
+    )
+    parser.add_argument("--version", action="version", version=f"anomalyd {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the HTTP service (gunicorn)")
+    check = commands.add_parser("check-config", help="print the effective settings")
+    backup = commands.add_parser("backup", help="copy the store, compacted, to DEST")
+    backup.add_argument("dest", metavar="DEST", help="directory to write the copy into")
+    for command in (serve, check, backup):
+        command.add_argument("--config", metavar="FILE", help="TOML settings file")
+        for field in Settings.__struct_fields__:
+            command.add_argument(flag_name(field), dest=field, help=HELP[field])
+    return parser
+
+
+def _load(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
+    flags = {f: getattr(args, f) for f in Settings.__struct_fields__}
+    flags["config"] = args.config
+    found, sources = settings_module.load(flags)
+    data_dir = os.path.abspath(found.data_dir)
+    try:
+        os.makedirs(data_dir, mode=0o700, exist_ok=True)
+    except OSError as exc:
+        raise SettingsError(f"setting data_dir = {found.data_dir!r}: {exc}") from None
+    if not os.access(data_dir, os.W_OK):
+        raise SettingsError(f"setting data_dir = {found.data_dir!r}: not writable")
+    return found, sources
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        found, sources = _load(args)
+    except SettingsError as exc:
+        print(f"anomalyd: {exc}", file=sys.stderr)
+        return 2
+    if args.command == "check-config":
+        for field in Settings.__struct_fields__:
+            value = getattr(found, field)
+            if field == "api_token" and value:
+                value = "<set>"
+            print(f"{field} = {value!r}  # {sources[field]}")
+        return 0
+    if args.command == "backup":
+        from anomalyd.backup import backup
+
+        print(backup(found, args.dest))
+        return 0
+    from anomalyd.server import Service
+
+    Service(found).run()
+    return 0

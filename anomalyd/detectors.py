@@ -1,0 +1,113 @@
+"""The detectors: pure numpy, no I/O.
+
+``fit(timestamps, values, params) -> Model`` trains; ``Model.judge(value)`` decides one
+point and ``Model.judge_many(values)`` a batch. A model is immutable: a (series, version)
+pair names exactly one model forever, which is what lets every worker cache it.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import msgspec
+import numpy as np
+
+Kind = Literal["3sigma", "robust"]
+Direction = Literal["upper", "lower", "both"]
+
+# The consistency constant that makes the MAD estimate sigma for normal data.
+MAD_TO_SIGMA = 1.4826
+
+
+class InvalidTrainingData(ValueError):
+    """Data that decoded but cannot be trained on; the message names the field."""
+
+
+class InvalidInput(ValueError):
+    """A point that decoded but cannot be judged; the message names the field."""
+
+
+class DetectorParams(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    kind: Kind = "3sigma"
+    k: float = 3.0
+    direction: Direction = "upper"
+
+
+class Model(msgspec.Struct, frozen=True, gc=False):
+    """A trained detector: a location, a spread and the bounds derived from them."""
+
+    kind: Kind
+    k: float
+    direction: Direction
+    center: float
+    scale: float
+    lower: float | None
+    upper: float | None
+
+    def judge(self, value: float) -> tuple[bool, float, float]:
+        """Return ``(anomaly, score, threshold)`` for one value.
+
+        A value exactly on a bound is normal (strict inequality). ``threshold`` is the
+        bound crossed, or when normal the nearest bound.
+        """
+        score = (value - self.center) / self.scale
+        upper = self.upper
+        lower = self.lower
+        if upper is not None and value > upper:
+            return True, score, upper
+        if lower is not None and value < lower:
+            return True, score, lower
+        if lower is None:
+            return False, score, upper
+        if upper is None or value - lower < upper - value:
+            return False, score, lower
+        return False, score, upper
+
+    def judge_many(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Vectorised ``judge``: boolean anomalies and scores, in input order."""
+        scores = (values - self.center) / self.scale
+        anomalies = np.zeros(values.shape, dtype=bool)
+        if self.upper is not None:
+            anomalies |= values > self.upper
+        if self.lower is not None:
+            anomalies |= values < self.lower
+        return anomalies, scores
+
+    def beyond(self, values: np.ndarray) -> np.ndarray:
+        """Mask of the values this model calls anomalous."""
+        return self.judge_many(values)[0]
+
+
+def fit(values: np.ndarray, params: DetectorParams) -> Model:
+    """Train a detector on ``values`` (float64, finite, already checked)."""
+    if not params.k > 0 or not math.isfinite(params.k):
+        raise InvalidTrainingData("$.detector.k must be a finite number > 0")
+    if params.kind == "3sigma":
+        center = float(np.mean(values))
+        scale = float(np.std(values))
+        if not scale > 0:
+            raise InvalidTrainingData(
+                "$.values are all equal: the standard deviation is 0"
+            )
+    else:
+        center = float(np.median(values))
+        scale = MAD_TO_SIGMA * float(np.median(np.abs(values - center)))
+        if not scale > 0:
+            raise InvalidTrainingData(
+                "$.values have a median absolute deviation of 0 (robust needs spread)"
+            )
+    if not math.isfinite(center) or not math.isfinite(scale):
+        raise InvalidTrainingData("$.values are too large: their statistics overflow")
+    margin = params.k * scale
+    upper = center + margin if params.direction != "lower" else None
+    lower = center - margin if params.direction != "upper" else None
+    return Model(params.kind, params.k, params.direction, center, scale, lower, upper)
+
+
+def check_finite(values: np.ndarray, field: str = "$.values") -> None:
+    """Raise naming the first non-finite value, if any."""
+    finite = np.isfinite(values)
+    if not finite.all():
+        index = int(np.argmin(finite))
+        raise InvalidTrainingData(f"{field}[{index}] is not a finite number")

@@ -1,0 +1,66 @@
+"""Domain errors, and the one place that turns every error into the HTTP error body."""
+
+from __future__ import annotations
+
+import falcon
+import msgspec
+
+from anomalyd.detectors import InvalidInput, InvalidTrainingData
+from anomalyd.store import SeriesNotFound, StoreFull, VersionNotFound
+
+_encode = msgspec.json.Encoder().encode
+
+# Descriptions for errors Falcon raises itself without one.
+_DEFAULT_DESCRIPTIONS = {
+    404: "no such route; see /openapi.json for the routes",
+    405: "method not allowed on this route; the Allow header lists those that are",
+    411: "a Content-Length header or a chunked body is required",
+    415: "the body must be JSON (Content-Type: application/json)",
+    500: "an internal error; it was logged",
+}
+
+
+class BadRequest(falcon.HTTPBadRequest):
+    def __init__(self, description: str) -> None:
+        super().__init__(title="Bad request", description=description)
+
+
+class Unprocessable(falcon.HTTPUnprocessableEntity):
+    def __init__(self, description: str) -> None:
+        super().__init__(title="Unprocessable request", description=description)
+
+
+def _serialize(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+    description = exc.description or _DEFAULT_DESCRIPTIONS.get(
+        exc.status_code, exc.title
+    )
+    resp.data = _encode({"title": exc.title, "description": description})
+    resp.content_type = falcon.MEDIA_JSON
+
+
+def _not_found(req, resp, exc, params):
+    raise falcon.HTTPNotFound(title="Not found", description=str(exc))
+
+
+def _store_full(req, resp, exc, params):
+    raise falcon.HTTPError(falcon.HTTP_507, title="Insufficient storage", description=str(exc))
+
+
+def _invalid(req, resp, exc, params):
+    raise Unprocessable(str(exc))
+
+
+def _decode_error(req, resp, exc, params):
+    # ValidationError is a subclass of DecodeError: JSON that does not fit is 422,
+    # anything that is not JSON at all is 400.
+    if isinstance(exc, msgspec.ValidationError):
+        raise Unprocessable(str(exc))
+    raise BadRequest(f"the body is not valid JSON: {exc}")
+
+
+def install(app: falcon.App) -> None:
+    app.set_error_serializer(_serialize)
+    app.add_error_handler(msgspec.DecodeError, _decode_error)
+    app.add_error_handler((SeriesNotFound, VersionNotFound), _not_found)
+    app.add_error_handler(StoreFull, _store_full)
+    app.add_error_handler((InvalidTrainingData, InvalidInput), _invalid)
