@@ -84,8 +84,9 @@ def fit(values: np.ndarray, params: DetectorParams) -> Model:
     if not params.k > 0 or not math.isfinite(params.k):
         raise InvalidTrainingData("$.detector.k must be a finite number > 0")
     if params.kind == "3sigma":
-        center = float(np.mean(values))
-        scale = float(np.std(values))
+        with np.errstate(over="ignore", invalid="ignore"):
+            center = float(np.mean(values))
+            scale = float(np.std(values))
         if not scale > 0:
             raise InvalidTrainingData(
                 "$.values are all equal: the standard deviation is 0"

@@ -1,0 +1,65 @@
+"""Decoding: msgspec's messages keep the JSON path; 400 vs 422 is decided by type."""
+
+import msgspec
+import pytest
+
+from anomalyd import schemas
+
+
+def test_fit_request_decodes_with_default_detector():
+    req = schemas.fit_decoder.decode(b'{"timestamps": [1, 2], "values": [1, 2.5]}')
+    assert req.values == [1.0, 2.5]
+    assert req.detector.kind == "3sigma" and req.detector.k == 3.0
+    assert req.detector.direction == "upper"
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        (b'{"timestamps": [1], "values": ["a"]}', r"Expected `float`, got `str` - at `\$.values\[0\]`"),
+        (b'{"timestamps": [1, -2], "values": [1, 2]}', r">= 0 - at `\$.timestamps\[1\]`"),
+        (b'{"timestamps": [1], "values": [1e999]}', r"Number out of range - at `\$.values\[0\]`"),
+        (b'{"timestamps": [1], "values": [1], "extra": 1}', "unknown field `extra`"),
+        (b'{"timestamps": [1]}', "missing required field `values`"),
+        (b'{"timestamps": [1], "values": [1], "detector": {"kind": "x"}}', r"\$.detector.kind"),
+        (b'{"timestamps": [1], "values": [1], "detector": {"direction": 1}}', r"\$.detector.direction"),
+        (b'{"timestamps": [1.5], "values": [1]}', r"\$.timestamps\[0\]"),
+    ],
+)
+def test_fit_validation_errors_name_the_path(body, message):
+    with pytest.raises(msgspec.ValidationError, match=message):
+        schemas.fit_decoder.decode(body)
+
+
+@pytest.mark.parametrize("body", [b"", b"{", b"NaN", b'{"values": [NaN]}', b"nope"])
+def test_not_json_is_a_plain_decode_error(body):
+    with pytest.raises(msgspec.DecodeError) as info:
+        schemas.fit_decoder.decode(body)
+    assert not isinstance(info.value, msgspec.ValidationError)
+
+
+@pytest.mark.parametrize(
+    "raw, seconds",
+    [
+        ("1694336640", 1694336640),
+        (1694336640, 1694336640),
+        ("2023-09-10T09:04:00Z", 1694336640),
+        ("2023-09-10T11:04:00+02:00", 1694336640),
+        ("2023-09-10 09:04:00", 1694336640),  # naive: UTC
+    ],
+)
+def test_predict_timestamp_forms(raw, seconds):
+    assert schemas.parse_timestamp(raw) == seconds
+
+
+@pytest.mark.parametrize("raw", ["yesterday", "-5", "", -1, "99999999999999"])
+def test_bad_timestamps_are_refused(raw):
+    with pytest.raises(ValueError, match=r"\$.timestamp"):
+        schemas.parse_timestamp(raw)
+
+
+def test_predict_needs_both_fields():
+    with pytest.raises(msgspec.ValidationError, match="missing required field `value`"):
+        schemas.predict_decoder.decode(b'{"timestamp": 1}')
+    with pytest.raises(msgspec.ValidationError, match=r"\$.timestamp"):
+        schemas.predict_decoder.decode(b'{"timestamp": [1], "value": 1}')
