@@ -10,22 +10,23 @@ from typing import Callable
 import falcon
 
 from anomalyd import errors
+from anomalyd.api.docs import OpenAPIResource
 from anomalyd.api.fit import FitResource
 from anomalyd.api.health import HealthResource
 from anomalyd.api.metrics import MetricsResource
 from anomalyd.api.predict import BatchPredictResource, PredictResource
 from anomalyd.api.series import SeriesCollection, SeriesItem
 from anomalyd.settings import Settings
-from anomalyd.stats import HISTOGRAMS, Stats
+from anomalyd.stats import Stats, counter_of, histogram_of
 from anomalyd.store import Store
 
 log = logging.getLogger("anomalyd")
 
 # Which latency histogram a (route, method) feeds; other requests are only counted.
 _TIMED = {
-    ("/predict/{series_id}", "POST"): HISTOGRAMS.index("inference"),
-    ("/predict/{series_id}/batch", "POST"): HISTOGRAMS.index("batch_inference"),
-    ("/fit/{series_id}", "POST"): HISTOGRAMS.index("training"),
+    ("/predict/{series_id}", "POST"): "inference",
+    ("/predict/{series_id}/batch", "POST"): "batch_inference",
+    ("/fit/{series_id}", "POST"): "training",
 }
 
 
@@ -34,17 +35,22 @@ class StatsMiddleware:
 
     def __init__(self, stats: Stats) -> None:
         self._observe = stats.observe
+        # (uri_template, method) -> (counter, histogram) offsets, worked out once.
+        self._where: dict[tuple[str | None, str], tuple[int, int]] = {}
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         req.context.started = time.perf_counter()
 
     def process_response(self, req, resp, resource, req_succeeded) -> None:
         elapsed = time.perf_counter() - req.context.started
-        route = req.uri_template or "other"
-        method = req.method
-        self._observe(
-            _TIMED.get((route, method), -1), elapsed, route, method, resp.status_code
-        )
+        key = (req.uri_template, req.method)
+        where = self._where.get(key)
+        if where is None:
+            route = key[0] or "other"
+            where = (counter_of(route, key[1]), histogram_of(_TIMED.get((route, key[1]))))
+            if len(self._where) < 256:  # clients choose the method: stay bounded
+                self._where[key] = where
+        self._observe(where[0], where[1], resp.status_code, elapsed)
 
 
 def create_app(
@@ -69,7 +75,8 @@ def create_app(
     app.add_route("/series/{series_id}", SeriesItem(store))
     app.add_route("/healthcheck", HealthResource(store, stats))
     app.add_route("/metrics", MetricsResource(store, stats))
-    # Later: /openapi.json, /plot, / (dashboard), bearer-token middleware.
+    app.add_route("/openapi.json", OpenAPIResource(bool(settings.api_token)))
+    # Later: /plot, / (dashboard), bearer-token middleware.
     return app
 
 

@@ -6,6 +6,7 @@ opens the store: LMDB is opened in each worker after fork (``load``), never in t
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -14,6 +15,8 @@ from gunicorn.app.base import BaseApplication
 
 from anomalyd.settings import Settings
 from anomalyd.stats import Stats
+
+log = logging.getLogger("anomalyd")
 
 
 def runtime_dir() -> tuple[str, bool]:
@@ -24,18 +27,33 @@ def runtime_dir() -> tuple[str, bool]:
     return tempfile.mkdtemp(prefix="anomalyd-"), True
 
 
-def free_slot(workers: dict, size: int) -> int:
-    """The lowest worker slot no live worker holds: a respawned worker reuses its slot."""
+def free_slot(workers: dict, size: int) -> int | None:
+    """The lowest worker slot no live worker holds: a respawned worker reuses its slot.
+
+    None when every slot is held (more workers added with TTIN than the region has).
+    """
     taken = {getattr(w, "anomalyd_slot", None) for w in workers.values()}
-    return next(i for i in range(size) if i not in taken)
+    return next((i for i in range(size) if i not in taken), None)
+
+
+def worker_slots(workers: int) -> int:
+    """Slots for twice the workers: a reload (HUP) runs both generations for a while."""
+    return 2 * workers
+
+
+def died_unasked(live_workers: dict, wanted: int) -> bool:
+    """After a worker is reaped: True if the master did not retire it (reload, TTOU),
+    i.e. fewer workers are left than it wants and it will spawn a replacement."""
+    return len(live_workers) < wanted
 
 
 class Service(BaseApplication):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.runtime_dir, self._owns_runtime_dir = runtime_dir()
-        self.stats = Stats.create(self.runtime_dir, settings.workers, settings.threads)
-        self._spawned = 0
+        self.stats = Stats.create(
+            self.runtime_dir, worker_slots(settings.workers), settings.threads
+        )
         super().__init__()
 
     def load_config(self) -> None:
@@ -44,7 +62,8 @@ class Service(BaseApplication):
             "bind": [s.bind],
             "workers": s.workers,
             "worker_class": s.worker_class,
-            "threads": s.threads,
+            # gunicorn silently turns "sync" with threads > 1 into gthread.
+            "threads": s.threads if s.worker_class == "gthread" else 1,
             "timeout": s.timeout,
             "graceful_timeout": 10,
             "keepalive": s.keepalive,
@@ -57,15 +76,21 @@ class Service(BaseApplication):
             "post_fork": lambda arbiter, worker: self.stats.use_worker_slot(
                 worker.anomalyd_slot
             ),
+            "child_exit": lambda arbiter, worker: self.child_exit(
+                arbiter.WORKERS, arbiter.num_workers
+            ),
             "on_exit": lambda arbiter: self.cleanup(),
         }
         for key, value in options.items():
             self.cfg.set(key, value)
 
     def pre_fork(self, live_workers: dict, worker) -> None:
-        worker.anomalyd_slot = free_slot(live_workers, self.settings.workers)
-        self._spawned += 1
-        if self._spawned > self.settings.workers:
+        worker.anomalyd_slot = free_slot(live_workers, self.stats.worker_slots)
+        if worker.anomalyd_slot is None:
+            log.warning("no free stats slot: this worker's requests are not counted")
+
+    def child_exit(self, live_workers: dict, wanted: int) -> None:
+        if died_unasked(live_workers, wanted):
             self.stats.record_restart()
 
     def load(self):
@@ -74,11 +99,6 @@ class Service(BaseApplication):
         return get_app(self.settings, self.stats)
 
     def cleanup(self) -> None:
-        self.stats.close()
+        self.stats.remove()
         if self._owns_runtime_dir:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
-        else:
-            try:
-                os.unlink(self.stats.path)
-            except FileNotFoundError:
-                pass

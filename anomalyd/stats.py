@@ -1,32 +1,45 @@
 """Latency histograms and request counters in shared memory, summed across workers.
 
-The idea is prometheus client_python's multiprocess mode, without files per pid: the
+The idea is prometheus client_python's multiprocess mode, without a file per pid: the
 master creates one file under the runtime directory before it forks, maps it, and every
-process inherits the mapping. The file is cut into slots; each request-handling thread
-of each worker owns one slot and is its only writer, so recording needs no lock.
-Readers (``/healthcheck``, ``/metrics``) sum every slot. A worker respawned after a
-crash is given the slot of the worker it replaces, so its counts are kept, not leaked.
+worker inherits the mapping. The file is cut into slots; each request-handling thread
+of each worker owns one slot and is its only writer, so recording needs no lock and
+every write is a whole aligned 8-byte word (never torn). Readers (``/healthcheck``,
+``/metrics``) sum every slot. A worker respawned after a crash is given the slot of the
+worker it replaces (``free_slot`` in ``server.py``), so its counts are kept, not leaked.
 
-Each histogram has fixed log-scale buckets 3% wide between 1 µs and ~100 s. A
-percentile is read as the geometric middle of the bucket that holds the order
-statistic, within 1.5% of the true value; the average is exact (sum and count).
+The file name is unique (``mkstemp``), so two services never share a region even when
+they are given the same runtime directory; it is created empty (zeroed) at start and
+removed by the master at clean shutdown.
+
+Each histogram has fixed log-scale buckets 3% wide from 1 µs to 10,000 s (beyond the
+longest worker timeout). A percentile is computed as ``numpy.percentile`` (linear) does,
+with each order statistic read as the geometric middle of its bucket: within 1.5% of the
+exact value. The average is exact (sum and count).
 """
 
 from __future__ import annotations
 
 import bisect
-import itertools
+import functools
 import math
 import mmap
 import os
+import tempfile
 import threading
 
+import numpy as np
+
 BUCKET_RATIO = 1.03
-LOWEST = 1e-6  # seconds; bucket 0 holds everything below
-N_BUCKETS = 626  # LOWEST * 1.03**624 ~ 100 s; the last bucket holds everything above
-_LOG_RATIO = math.log(BUCKET_RATIO)
-_LOG_LOWEST = math.log(LOWEST)
-_EDGES = [LOWEST * BUCKET_RATIO**i for i in range(N_BUCKETS - 1)]
+LOWEST = 1e-6  # seconds; bucket 0 holds everything at or below
+HIGHEST = 1e4  # seconds; the last bucket holds everything above
+# Bucket i (1 <= i < N_BUCKETS - 1) holds (LOWEST * r**(i-1), LOWEST * r**i].
+N_BUCKETS = math.ceil(math.log(HIGHEST / LOWEST) / math.log(BUCKET_RATIO)) + 2
+# Upper edge of each bucket but the last (whose upper edge is +Inf).
+_EDGE_LIST = [LOWEST * BUCKET_RATIO**i for i in range(N_BUCKETS - 1)]
+EDGES = np.array(_EDGE_LIST)
+# Bucket i holds (EDGES[i-1], EDGES[i]]: the index of the first edge at or above.
+_BUCKET_OF = functools.partial(bisect.bisect_left, _EDGE_LIST)
 
 HISTOGRAMS = ("inference", "batch_inference", "training")
 ROUTES = (
@@ -43,67 +56,72 @@ ROUTES = (
     "other",
 )
 METHODS = ("GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS", "other")
-STATUSES = (200, 304, 400, 401, 404, 405, 411, 413, 415, 422, 500, 503, 507, 0)
-_ROUTE_INDEX = {r: i for i, r in enumerate(ROUTES)}
-_METHOD_INDEX = {m: i for i, m in enumerate(METHODS)}
-_STATUS_INDEX = {s: i for i, s in enumerate(STATUSES)}
+# 0 stands for any status not listed.
+STATUSES = (
+    200, 201, 204, 304, 400, 401, 403, 404, 405, 406, 409, 411, 413, 415, 422, 429,
+    500, 503, 507, 0,
+)  # fmt: skip
+# Status code -> its counter's offset, as a list: indexing beats a dict lookup.
+_STATUS_OFFSET = [len(STATUSES) - 1] * 1000
+for _i, _status in enumerate(STATUSES[:-1]):
+    _STATUS_OFFSET[_status] = _i
 
 # Slot layout, in 8-byte words: per histogram N_BUCKETS counts (u64) and one sum
-# (f64, seconds); then the request counters (u64).
+# (f64, seconds); then one request counter (u64) per route, method and status.
 _HIST_WORDS = N_BUCKETS + 1
 _REQUESTS_AT = len(HISTOGRAMS) * _HIST_WORDS
 _REQUEST_WORDS = len(ROUTES) * len(METHODS) * len(STATUSES)
 SLOT_WORDS = _REQUESTS_AT + _REQUEST_WORDS
 SLOT_BYTES = SLOT_WORDS * 8
-# Slot 0 belongs to the master (worker restarts); workers use 1..n.
-_RESTARTS_AT = 0
+# Slot 0 belongs to the master; its first word counts worker restarts. Thread slots of
+# worker slot w are 1 + w * threads ... (w + 1) * threads.
+_RESTARTS_WORD = 0
 
 
 def bucket_of(seconds: float) -> int:
-    if seconds <= LOWEST:
-        return 0
-    index = int((math.log(seconds) - _LOG_LOWEST) / _LOG_RATIO) + 1
-    return index if index < N_BUCKETS else N_BUCKETS - 1
+    return _BUCKET_OF(seconds)
 
 
 def bucket_value(index: int) -> float:
     """The value a bucket stands for: the geometric middle of its edges."""
     if index == 0:
         return LOWEST
-    if index == N_BUCKETS - 1:
-        return _EDGES[-1]
+    if index >= N_BUCKETS - 1:
+        return float(EDGES[-1])
     return LOWEST * BUCKET_RATIO ** (index - 0.5)
 
 
-def request_index(route: str, method: str, status: int) -> int:
-    r = _ROUTE_INDEX.get(route, len(ROUTES) - 1)
-    m = _METHOD_INDEX.get(method, len(METHODS) - 1)
-    s = _STATUS_INDEX.get(status, len(STATUSES) - 1)
-    return _REQUESTS_AT + (r * len(METHODS) + m) * len(STATUSES) + s
+def counter_of(route: str, method: str) -> int:
+    """Where the request counters of ``route`` and ``method`` start in a slot."""
+    r = ROUTES.index(route) if route in ROUTES else len(ROUTES) - 1
+    m = METHODS.index(method) if method in METHODS else len(METHODS) - 1
+    return _REQUESTS_AT + (r * len(METHODS) + m) * len(STATUSES)
+
+
+def histogram_of(name: str | None) -> int:
+    """Where histogram ``name`` starts in a slot; -1 for None (count only)."""
+    return -1 if name is None else HISTOGRAMS.index(name) * _HIST_WORDS
 
 
 class Histogram:
     """A summed, read-only view of one histogram across slots."""
 
-    def __init__(self, counts: list[int], total: float) -> None:
-        self.counts = counts
-        self.sum = total
-        self.count = sum(counts)
+    def __init__(self, counts: np.ndarray, total: float) -> None:
+        self.counts = np.asarray(counts, dtype=np.uint64)
+        self.sum = float(total)
+        self._cumulative = np.cumsum(self.counts)
+        self.count = int(self._cumulative[-1]) if len(self.counts) else 0
 
     @property
     def avg(self) -> float:
         return self.sum / self.count if self.count else 0.0
 
     def _order_statistic(self, rank: int) -> float:
-        seen = 0
-        for index, n in enumerate(self.counts):
-            seen += n
-            if seen > rank:
-                return bucket_value(index)
-        return 0.0
+        """The value of the ``rank``-th smallest observation (from 0), bucketed."""
+        return bucket_value(int(np.searchsorted(self._cumulative, rank, side="right")))
 
     def quantile(self, q: float) -> float:
-        """As ``numpy.percentile(..., q*100)`` (linear), from the bucketed data."""
+        """As ``numpy.percentile(..., q * 100)`` (linear), from the bucketed data."""
         if not self.count:
             return 0.0
         position = (self.count - 1) * q
@@ -114,128 +132,193 @@ class Histogram:
             value += (self._order_statistic(low + 1) - value) * fraction
         return value
 
-    def cumulative(self, edges: list[float]) -> list[int]:
-        """Counts at or below each upper edge (edges must be bucket edges)."""
-        out = []
-        for edge in edges:
-            upto = bisect.bisect_right(_EDGES, edge * (1 + 1e-12))
-            out.append(sum(self.counts[:upto]))
-        return out
+    def cumulative(self, edges: np.ndarray) -> list[int]:
+        """Observations at or below each edge; ``edges`` must be bucket edges."""
+        upto = np.searchsorted(EDGES, np.asarray(edges) * (1 + 1e-12), side="right")
+        return [int(self._cumulative[i - 1]) if i else 0 for i in upto]
 
 
-# Prometheus bucket edges: the bucket edges nearest a 1-2.5-5 series, 10 µs .. 60 s.
-PROMETHEUS_EDGES = sorted(
-    {
-        _EDGES[min(range(len(_EDGES)), key=lambda i: abs(math.log(_EDGES[i] / t)))]
-        for t in (
-            m * 10.0**e for e in range(-5, 2) for m in (1, 2.5, 5)
-        )
-    }
+def _nearest_edge(target: float) -> float:
+    return float(EDGES[np.argmin(np.abs(np.log(EDGES / target)))])
+
+
+# Prometheus bucket edges: the bucket edges nearest a 1-2.5-5 series, 10 µs .. 50 s.
+PROMETHEUS_EDGES = np.array(
+    sorted({_nearest_edge(m * 10.0**e) for e in range(-5, 2) for m in (1, 2.5, 5)})
 )
 
 
 class Stats:
-    """The shared region. Create in the master with ``create``; workers ``attach``."""
+    """The shared region. The master calls ``create``; workers inherit the mapping.
 
-    def __init__(self, path: str, slots: int, threads: int) -> None:
+    ``worker_slots`` is how many workers may be alive at once (a reload briefly runs
+    the old and the new generation side by side); ``threads`` the writers per worker.
+    """
+
+    def __init__(self, path: str, worker_slots: int, threads: int) -> None:
         self.path = path
-        self.slots = slots
+        self.worker_slots = worker_slots
         self.threads = threads
+        self.slots = worker_slots * threads
         self._local = threading.local()
-        self._thread_numbers = itertools.count()
-        self._worker_slot = 0
-        size = SLOT_BYTES * (1 + slots)
+        self._claim_lock = threading.Lock()
+        self._claimed = 0
+        self._worker_slot: int | None = 0
+        size = SLOT_BYTES * (1 + self.slots)
         with open(path, "r+b") as f:
             self._mmap = mmap.mmap(f.fileno(), size)
         self._words = memoryview(self._mmap).cast("Q")
         self._floats = memoryview(self._mmap).cast("d")
 
     @classmethod
-    def create(cls, runtime_dir: str, workers: int, threads: int) -> Stats:
-        """Make a fresh, zeroed region for ``workers`` x ``threads`` writers."""
-        slots = workers * threads
-        path = os.path.join(runtime_dir, "stats.bin")
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    def create(cls, runtime_dir: str, worker_slots: int, threads: int) -> Stats:
+        """Make a fresh, zeroed region with a name no other service uses."""
+        fd, path = tempfile.mkstemp(prefix="stats-", suffix=".bin", dir=runtime_dir)
         try:
-            os.ftruncate(fd, SLOT_BYTES * (1 + slots))
+            os.ftruncate(fd, SLOT_BYTES * (1 + worker_slots * threads))
         finally:
             os.close(fd)
-        return cls(path, slots, threads)
+        return cls(path, worker_slots, threads)
 
-    def use_worker_slot(self, worker_slot: int) -> None:
-        """Called in a worker after fork: its threads write slots of this worker only."""
+    def use_worker_slot(self, worker_slot: int | None) -> None:
+        """In a worker after fork: its threads write the slots of this worker only.
+
+        None (no slot free) gives the worker a private scratch region: its requests are
+        served but not counted, rather than two writers sharing a slot.
+        """
         self._worker_slot = worker_slot
         self._local = threading.local()
-        self._thread_numbers = itertools.count()
+        self._claimed = 0
+        if worker_slot is None:
+            scratch = mmap.mmap(-1, SLOT_BYTES * (1 + self.slots))
+            self._words = memoryview(scratch).cast("Q")
+            self._floats = memoryview(scratch).cast("d")
 
-    def _base(self) -> int:
-        base = getattr(self._local, "base", None)
-        if base is None:
-            thread = next(self._thread_numbers) % self.threads
-            slot = 1 + self._worker_slot * self.threads + thread
-            base = self._local.base = slot * SLOT_WORDS
-        return base
+    def _claim(self) -> tuple[memoryview, memoryview]:
+        """Give the calling thread its own slot, as (u64 words, f64 words) views."""
+        with self._claim_lock:
+            thread = self._claimed
+            self._claimed += 1
+        if thread >= self.threads or self._worker_slot is None:
+            # More writer threads than configured: never share a slot.
+            start = 0
+            scratch = mmap.mmap(-1, SLOT_BYTES)
+            words, floats = memoryview(scratch).cast("Q"), memoryview(scratch).cast("d")
+        else:
+            start = (1 + self._worker_slot * self.threads + thread) * SLOT_WORDS
+            words, floats = self._words, self._floats
+        views = (
+            words[start : start + SLOT_WORDS],
+            floats[start : start + SLOT_WORDS],
+        )
+        self._local.views = views
+        return views
 
-    def observe(self, histogram: int, seconds: float, route: str, method: str,
-                status: int) -> None:
-        """Count one request and, if ``histogram >= 0``, its latency."""
-        base = self._base()
-        words = self._words
-        words[base + request_index(route, method, status)] += 1
+    def observe(
+        self,
+        counter: int,
+        histogram: int,
+        status: int,
+        seconds: float,
+        _status=_STATUS_OFFSET,
+        _bucket=_BUCKET_OF,
+    ) -> None:
+        """Count one request and, if ``histogram >= 0``, record its latency.
+
+        ``counter`` and ``histogram`` come from ``counter_of`` and ``histogram_of``,
+        computed once per route. This runs on every request, so it avoids lookups
+        (defaults bind the helpers as locals): the thread's own slot views, a list index
+        for the status, and a bisection of the edges in C for the bucket.
+        """
+        try:
+            words, floats = self._local.views
+        except AttributeError:
+            words, floats = self._claim()
+        words[counter + _status[status]] += 1
         if histogram >= 0:
-            at = base + histogram * _HIST_WORDS
-            words[at + bucket_of(seconds)] += 1
-            self._floats[at + N_BUCKETS] += seconds
-
-    def count_request(self, route: str, method: str, status: int) -> None:
-        self.observe(-1, 0.0, route, method, status)
+            words[histogram + _bucket(seconds)] += 1
+            floats[histogram + N_BUCKETS] += seconds
 
     def record_restart(self) -> None:
-        """Master only: one worker died and was replaced."""
-        self._words[_RESTARTS_AT] += 1
+        """Master only: a worker died without being asked to and is replaced."""
+        self._words[_RESTARTS_WORD] += 1
 
     # -- reading ----------------------------------------------------------------
 
-    def _slot_bases(self) -> range:
-        return range(SLOT_WORDS, SLOT_WORDS * (1 + self.slots), SLOT_WORDS)
+    def _snapshot(self) -> np.ndarray:
+        """A copy of every writer slot, one row per slot (u64)."""
+        words = np.frombuffer(
+            self._mmap,
+            dtype=np.uint64,
+            count=self.slots * SLOT_WORDS,
+            offset=SLOT_BYTES,
+        )
+        try:
+            return words.reshape(self.slots, SLOT_WORDS).copy()
+        finally:
+            del words
 
-    def histogram(self, histogram: int) -> Histogram:
-        counts = [0] * N_BUCKETS
-        total = 0.0
-        for base in self._slot_bases():
-            at = base + histogram * _HIST_WORDS
-            row = self._words[at : at + N_BUCKETS]
-            counts = [a + b for a, b in zip(counts, row)]
-            total += self._floats[at + N_BUCKETS]
+    def histogram(self, name: str, snapshot: np.ndarray | None = None) -> Histogram:
+        rows = self._snapshot() if snapshot is None else snapshot
+        at = histogram_of(name)
+        counts = rows[:, at : at + N_BUCKETS].sum(axis=0, dtype=np.uint64)
+        total = rows[:, at + N_BUCKETS].copy().view(np.float64).sum()
         return Histogram(counts, total)
 
-    def requests(self) -> dict[tuple[str, str, int], int]:
+    def requests(
+        self, snapshot: np.ndarray | None = None
+    ) -> dict[tuple[str, str, int], int]:
+        """Non-zero request counts by (route, method, status); status 0 is "other"."""
+        rows = self._snapshot() if snapshot is None else snapshot
+        totals = rows[:, _REQUESTS_AT:].sum(axis=0, dtype=np.uint64)
         out: dict[tuple[str, str, int], int] = {}
-        for r, route in enumerate(ROUTES):
-            for m, method in enumerate(METHODS):
-                for s, status in enumerate(STATUSES):
-                    offset = request_index(route, method, status)
-                    n = sum(self._words[base + offset] for base in self._slot_bases())
-                    if n:
-                        out[(route, method, status)] = n
+        for flat in np.flatnonzero(totals):
+            route_method, s = divmod(int(flat), len(STATUSES))
+            r, m = divmod(route_method, len(METHODS))
+            out[(ROUTES[r], METHODS[m], STATUSES[s])] = int(totals[flat])
         return out
 
+    def worker_requests(self, snapshot: np.ndarray | None = None) -> list[int]:
+        """Requests answered by each worker slot, over every worker that held it."""
+        rows = self._snapshot() if snapshot is None else snapshot
+        per_thread = rows[:, _REQUESTS_AT:].sum(axis=1, dtype=np.uint64)
+        per_worker = per_thread.reshape(self.worker_slots, self.threads).sum(axis=1)
+        return [int(n) for n in per_worker]
+
     def restarts(self) -> int:
-        return self._words[_RESTARTS_AT]
+        return int(self._words[_RESTARTS_WORD])
+
+    def snapshot(self) -> np.ndarray:
+        """One consistent-enough copy to read several figures from."""
+        return self._snapshot()
 
     def close(self) -> None:
+        self._local = threading.local()
         self._words.release()
         self._floats.release()
-        self._mmap.close()
+        try:
+            self._mmap.close()
+        except BufferError:
+            pass  # a thread still holds its slot view; unmapped when that goes
+
+    def remove(self) -> None:
+        """Master at clean shutdown: unmap and delete the region."""
+        self.close()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
 
 
 class LocalStats(Stats):
     """An unshared region in a temporary file, for tests and tools."""
 
-    def __init__(self, threads: int = 1) -> None:
-        import tempfile
-
+    def __init__(self, threads: int = 1, worker_slots: int = 1) -> None:
         self._dir = tempfile.mkdtemp(prefix="anomalyd-stats-")
-        created = Stats.create(self._dir, 1, threads)
+        created = Stats.create(self._dir, worker_slots, threads)
         created.close()
-        super().__init__(created.path, 1, threads)
+        super().__init__(created.path, worker_slots, threads)
+
+    def remove(self) -> None:
+        super().remove()
+        os.rmdir(self._dir)

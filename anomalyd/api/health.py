@@ -1,10 +1,14 @@
+"""GET /healthcheck: liveness, and the latencies of every worker together."""
+
 from __future__ import annotations
+
+from typing import Literal
 
 import falcon
 import msgspec
 
 from anomalyd import schemas
-from anomalyd.stats import HISTOGRAMS, Stats
+from anomalyd.stats import Stats
 from anomalyd.store import Store
 
 
@@ -14,14 +18,14 @@ class Latency(msgspec.Struct):
 
 
 class Health(msgspec.Struct):
-    status: str
+    status: Literal["ok"]
     series_trained: int
     inference_latency_ms: Latency
     training_latency_ms: Latency
 
 
-def latency_ms(stats: Stats, name: str) -> Latency:
-    histogram = stats.histogram(HISTOGRAMS.index(name))
+def latency_ms(stats: Stats, name: str, snapshot) -> Latency:
+    histogram = stats.histogram(name, snapshot)
     return Latency(
         round(histogram.avg * 1000, 6), round(histogram.quantile(0.95) * 1000, 6)
     )
@@ -33,12 +37,13 @@ class HealthResource:
         self._stats = stats
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        snapshot = self._stats.snapshot()
         resp.data = schemas.encoder.encode(
             Health(
                 "ok",
                 self._store.series_trained(),
-                latency_ms(self._stats, "inference"),
-                latency_ms(self._stats, "training"),
+                latency_ms(self._stats, "inference", snapshot),
+                latency_ms(self._stats, "training", snapshot),
             )
         )
         resp.cache_control = ["no-store"]

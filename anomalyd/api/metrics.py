@@ -1,4 +1,4 @@
-"""Prometheus text exposition format 0.0.4, written from the shared region."""
+"""GET /metrics: Prometheus text exposition format 0.0.4, from the shared region."""
 
 from __future__ import annotations
 
@@ -10,37 +10,53 @@ from anomalyd.store import Store
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 _HISTOGRAM_HELP = {
-    "inference": "Time handling single-point predicts, in seconds.",
-    "batch_inference": "Time handling batch predicts, in seconds.",
-    "training": "Time handling fits, durable commit included, in seconds.",
+    "inference": "Time inside the service handling single-point predicts, in seconds.",
+    "batch_inference": "Time inside the service handling batch predicts, in seconds.",
+    "training": "Time inside the service handling fits, durable commit included, "
+    "in seconds.",
 }
 
 
-def _labels(**labels: str) -> str:
-    def escape(v: str) -> str:
-        return v.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
 
-    return ",".join(f'{k}="{escape(v)}"' for k, v in labels.items())
+
+def _labels(**labels: str) -> str:
+    return ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
 
 
 def render(store: Store, stats: Stats) -> str:
+    snapshot = stats.snapshot()
     lines = [
-        "# HELP anomalyd_requests_total HTTP requests answered, by route, method and status.",
+        (
+            "# HELP anomalyd_requests_total HTTP requests answered, by route, method "
+            "and status."
+        ),
         "# TYPE anomalyd_requests_total counter",
     ]
-    for (route, method, status), n in sorted(stats.requests().items()):
+    for (route, method, status), n in sorted(stats.requests(snapshot).items()):
         labels = _labels(route=route, method=method, status=str(status or "other"))
         lines.append(f"anomalyd_requests_total{{{labels}}} {n}")
-    for index, name in enumerate(HISTOGRAMS):
+    for name in HISTOGRAMS:
         metric = f"anomalyd_{name}_latency_seconds"
-        histogram = stats.histogram(index)
+        histogram = stats.histogram(name, snapshot)
         lines.append(f"# HELP {metric} {_HISTOGRAM_HELP[name]}")
         lines.append(f"# TYPE {metric} histogram")
         for edge, n in zip(PROMETHEUS_EDGES, histogram.cumulative(PROMETHEUS_EDGES)):
-            lines.append(f'{metric}_bucket{{le="{edge:.6g}"}} {n}')
+            lines.append(f'{metric}_bucket{{le="{edge:.9g}"}} {n}')
         lines.append(f'{metric}_bucket{{le="+Inf"}} {histogram.count}')
         lines.append(f"{metric}_sum {histogram.sum!r}")
         lines.append(f"{metric}_count {histogram.count}")
+    lines += [
+        (
+            "# HELP anomalyd_worker_requests_total Requests answered by each worker slot "
+            "(a respawned worker takes over the slot of the one it replaces)."
+        ),
+        "# TYPE anomalyd_worker_requests_total counter",
+    ]
+    for slot, n in enumerate(stats.worker_requests(snapshot)):
+        if n:
+            lines.append(f'anomalyd_worker_requests_total{{worker="{slot}"}} {n}')
     lines += [
         "# HELP anomalyd_series_trained Series with at least one model in the store.",
         "# TYPE anomalyd_series_trained gauge",
@@ -48,7 +64,10 @@ def render(store: Store, stats: Stats) -> str:
         "# HELP anomalyd_store_size_bytes Bytes of the LMDB map in use.",
         "# TYPE anomalyd_store_size_bytes gauge",
         f"anomalyd_store_size_bytes {store.size_bytes()}",
-        "# HELP anomalyd_worker_restarts_total Workers that died and were replaced.",
+        (
+            "# HELP anomalyd_worker_restarts_total Workers that exited without being "
+            "asked to and were replaced."
+        ),
         "# TYPE anomalyd_worker_restarts_total counter",
         f"anomalyd_worker_restarts_total {stats.restarts()}",
     ]
@@ -63,3 +82,4 @@ class MetricsResource:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.text = render(self._store, self._stats)
         resp.content_type = CONTENT_TYPE
+        resp.cache_control = ["no-store"]
