@@ -10,10 +10,12 @@ from typing import Callable
 import falcon
 
 from anomalyd import errors
+from anomalyd.api.dashboard import DashboardResource
 from anomalyd.api.docs import OpenAPIResource
 from anomalyd.api.fit import FitResource
 from anomalyd.api.health import HealthResource
 from anomalyd.api.metrics import MetricsResource
+from anomalyd.api.plot import PlotResource
 from anomalyd.api.predict import BatchPredictResource, PredictResource
 from anomalyd.api.series import SeriesCollection, SeriesItem
 from anomalyd.settings import Settings
@@ -75,8 +77,10 @@ def create_app(
     app.add_route("/series/{series_id}", SeriesItem(store))
     app.add_route("/healthcheck", HealthResource(store, stats))
     app.add_route("/metrics", MetricsResource(store, stats))
+    app.add_route("/", DashboardResource(store))
+    app.add_route("/plot", PlotResource(store, shared_cache=not settings.api_token))
     app.add_route("/openapi.json", OpenAPIResource(bool(settings.api_token)))
-    # Later: /plot, / (dashboard), bearer-token middleware.
+    # Later: bearer-token middleware.
     return app
 
 

@@ -1,0 +1,89 @@
+"""GET /plot?series_id=X[&version=vN]: a version drawn as SVG.
+
+Caching: a version never changes, so ``(series id, version, model, anomalyd release)``
+names one drawing forever. That is the strong ETag. With an explicit version the
+response is also ``immutable`` for a year, so a browser does not even ask again.
+Without one the latest version can move on at any fit, so the response says
+``no-cache``: the browser keeps it but revalidates each time, and gets a 304 (no
+training data read, nothing drawn) until a new version exists. ``Content-Location``
+names the version that was drawn.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import falcon
+import pygal
+
+import anomalyd
+from anomalyd.api.common import check_series_id, parse_version
+from anomalyd.detectors import Model
+from anomalyd.errors import BadRequest
+from anomalyd.plot import render_svg
+from anomalyd.store import Store
+
+ONE_YEAR = 31536000
+SVG = "image/svg+xml"
+
+
+def plot_etag(series_id: str, version: int, model: Model) -> str:
+    """The strong validator of a drawing.
+
+    The model's numbers are in it so that a store wiped and refilled, where ``v1``
+    comes back as another model, does not match a browser's cached ``v1``; anomalyd's
+    and pygal's releases are in it because another release may draw it differently.
+    """
+    fields = (
+        anomalyd.__version__,
+        pygal.__version__,
+        series_id,
+        version,
+        model.kind,
+        model.k,
+        model.direction,
+        model.center,
+        model.scale,
+        model.lower,
+        model.upper,
+    )
+    digest = hashlib.blake2b(repr(fields).encode(), digest_size=12).hexdigest()
+    return f"v{version}-{digest}"
+
+
+def _matches(if_none_match: list | None, etag: str) -> bool:
+    # If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" matches "x".
+    if not if_none_match:
+        return False
+    return any(tag == "*" or str(tag) == etag for tag in if_none_match)
+
+
+class PlotResource:
+    def __init__(self, store: Store, shared_cache: bool = True) -> None:
+        self._store = store
+        # With an API token configured, a shared cache must not keep what needed it.
+        self._scope = "public" if shared_cache else "private"
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        series_id = req.get_param("series_id")
+        if series_id is None:
+            raise BadRequest("series_id is required: /plot?series_id=X[&version=vN]")
+        check_series_id(series_id)
+        requested = parse_version(req)
+        version, model = self._store.model(series_id, requested)
+        etag = plot_etag(series_id, version, model)
+        resp.etag = etag
+        # Series ids are made of URL-safe characters only: nothing to quote.
+        resp.content_location = f"/plot?series_id={series_id}&version=v{version}"
+        if requested is None:
+            resp.cache_control = [self._scope, "no-cache"]
+        else:
+            resp.cache_control = [self._scope, f"max-age={ONE_YEAR}", "immutable"]
+        if _matches(req.if_none_match, etag):
+            resp.status = falcon.HTTP_304
+            return
+        version, record, timestamps, values = self._store.training_data(
+            series_id, version
+        )
+        resp.content_type = SVG
+        resp.data = render_svg(series_id, version, record.model, timestamps, values)
