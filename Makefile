@@ -20,6 +20,14 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# Benchmarks, never part of `make test`: installs wrk and nginx if missing (Debian, as
+# root), runs every scenario and ratio (~7 min), writes bench/results/latest.md.
+# Durations: BENCH_SECONDS, BENCH_WRK_SECONDS, BENCH_ROUNDS (see bench/run.py).
+.PHONY: bench
+bench: $(STAMP)
+	sh bench/tools.sh
+	$(BIN)/python bench/run.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check anomalyd tests bench
 	$(BIN)/ruff format --check anomalyd tests bench

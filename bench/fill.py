@@ -15,7 +15,8 @@ import time
 
 import numpy as np
 
-from anomalyd import detectors, store as store_module
+from anomalyd import detectors
+from anomalyd import store as store_module
 from anomalyd.settings import GiB
 from anomalyd.store import Store, VersionRecord
 
@@ -24,8 +25,13 @@ def series_id(i: int) -> str:
     return f"s{i:07d}"
 
 
-def fill(path: str, n_series: int, points: int = 16, batch: int = 50_000,
-         map_size: int = 16 * GiB) -> float:
+def fill(
+    path: str,
+    n_series: int,
+    points: int = 16,
+    batch: int = 50_000,
+    map_size: int = 16 * GiB,
+) -> float:
     """Write ``n_series`` series of one version each; return the seconds it took."""
     started = time.perf_counter()
     store = Store(path, map_size=map_size)
@@ -48,16 +54,27 @@ def fill(path: str, n_series: int, points: int = 16, batch: int = 50_000,
                     center, scale = float(centers[row]), float(scales[row])
                     margin = params.k * scale
                     model = detectors.Model(
-                        params.kind, params.k, params.direction, center, scale,
-                        None, center + margin,
+                        params.kind,
+                        params.k,
+                        params.direction,
+                        center,
+                        scale,
+                        None,
+                        center + margin,
                     )
                     key = series_id(i).encode()
                     vkey = store_module._version_key(key, 1)
                     txn.put(key, pack_series(1, 1), db=store._series)
-                    txn.put(vkey, encode(VersionRecord(model, points, created_at)),
-                            db=store._models)
-                    txn.put(vkey, ts_blob + values[row].astype("<f8").tobytes(),
-                            db=store._points)
+                    txn.put(
+                        vkey,
+                        encode(VersionRecord(model, points, created_at)),
+                        db=store._models,
+                    )
+                    txn.put(
+                        vkey,
+                        ts_blob + values[row].astype("<f8").tobytes(),
+                        db=store._points,
+                    )
                 store._add_to_counter(txn, stop - start)
         store.env.sync(True)
         # What the service will read: the last series, through the public API.

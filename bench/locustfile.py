@@ -41,10 +41,12 @@ def new_series() -> str:
 
 def training_body(points: int) -> bytes:
     rng = random.Random(points)
-    return _encode({
-        "timestamps": list(range(1_694_336_400, 1_694_336_400 + 60 * points, 60)),
-        "values": [round(rng.gauss(50.0, 5.0), 3) for _ in range(points)],
-    })
+    return _encode(
+        {
+            "timestamps": list(range(1_694_336_400, 1_694_336_400 + 60 * points, 60)),
+            "values": [round(rng.gauss(50.0, 5.0), 3) for _ in range(points)],
+        }
+    )
 
 
 PREDICT_BODY = _encode({"timestamp": "1694336640", "value": 55.0})
@@ -62,8 +64,9 @@ class _Base(FastHttpUser):
     wait_time = constant(0)
 
     def post(self, path: str, body: bytes, name: str) -> None:
-        with self.client.post(path, data=body, headers=HEADERS, name=name,
-                              catch_response=True) as response:
+        with self.client.post(
+            path, data=body, headers=HEADERS, name=name, catch_response=True
+        ) as response:
             check(response)
 
 
@@ -82,8 +85,11 @@ class Batch100User(_Base):
     @tag("batch")
     @task
     def batch(self) -> None:
-        self.post(f"/predict/{known_series()}/batch", BATCH_BODIES[100],
-                  "/predict/[id]/batch (100)")
+        self.post(
+            f"/predict/{known_series()}/batch",
+            BATCH_BODIES[100],
+            "/predict/[id]/batch (100)",
+        )
 
 
 class Batch10kUser(_Base):
@@ -92,8 +98,11 @@ class Batch10kUser(_Base):
     @tag("batch")
     @task
     def batch(self) -> None:
-        self.post(f"/predict/{known_series()}/batch", BATCH_BODIES[10_000],
-                  "/predict/[id]/batch (10000)")
+        self.post(
+            f"/predict/{known_series()}/batch",
+            BATCH_BODIES[10_000],
+            "/predict/[id]/batch (10000)",
+        )
 
 
 class Fit100User(_Base):
@@ -132,7 +141,10 @@ class PlotUser(_Base):
     @tag("plot")
     @task
     def plot(self) -> None:
-        with self.client.get("/plot", params={"series_id": known_series()},
-                             name="/plot?series_id=[id]",
-                             catch_response=True) as response:
+        with self.client.get(
+            "/plot",
+            params={"series_id": known_series()},
+            name="/plot?series_id=[id]",
+            catch_response=True,
+        ) as response:
             check(response)

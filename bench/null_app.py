@@ -15,7 +15,8 @@ import argparse
 
 import falcon
 
-from anomalyd import schemas, settings as settings_module
+from anomalyd import schemas
+from anomalyd import settings as settings_module
 from anomalyd.api.common import read_body
 from anomalyd.server import Service
 
@@ -27,7 +28,9 @@ class NullPredict:
     def __init__(self, max_body: int) -> None:
         self._max_body = max_body
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, series_id: str) -> None:
+    def on_post(
+        self, req: falcon.Request, resp: falcon.Response, series_id: str
+    ) -> None:
         point = _decode(read_body(req, self._max_body))
         resp.data = _encode(
             schemas.PredictResponse(False, "v1", point.value / 1e9, 1.0)

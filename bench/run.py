@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import itertools
 import json
 import os
 import platform
@@ -49,10 +50,9 @@ import numpy as np
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
-from fill import fill  # noqa: E402
+from fill import fill
 
-from anomalyd import settings as settings_module  # noqa: E402
-from anomalyd.settings import GiB  # noqa: E402
+from anomalyd import settings as settings_module
 
 
 def env_int(name: str, default: int) -> int:
@@ -66,8 +66,10 @@ USERS = env_int("BENCH_USERS", 16)
 CONNECTIONS = env_int("BENCH_CONNECTIONS", 16)
 SERIES = env_int("BENCH_SERIES", 1000)
 SCALE_SERIES = env_int("BENCH_SCALE_SERIES", 1_000_000)
-FIT_SIZES = [int(n) for n in os.environ.get(
-    "BENCH_FIT_SIZES", "1000,10000,100000,1000000").split(",")]
+FIT_SIZES = [
+    int(n)
+    for n in os.environ.get("BENCH_FIT_SIZES", "1000,10000,100000,1000000").split(",")
+]
 SCENARIOS = [
     ("predict-heavy", "PredictUser"),
     ("batch predict 100", "Batch100User"),
@@ -118,8 +120,9 @@ def rss_mib(pid: int) -> float:
 class Server:
     """One server process group we start, wait for and stop."""
 
-    def __init__(self, name: str, argv: list[str], workdir: Path, probe: str,
-                 workers: int) -> None:
+    def __init__(
+        self, name: str, argv: list[str], workdir: Path, probe: str, workers: int
+    ) -> None:
         self.name = name
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -131,8 +134,13 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> Server:
         with open(self.log_path, "ab") as out:
-            self.proc = subprocess.Popen(self.argv, stdout=out, stderr=subprocess.STDOUT,
-                                         env=CLEAN_ENV, start_new_session=True)
+            self.proc = subprocess.Popen(
+                self.argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=CLEAN_ENV,
+                start_new_session=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -155,7 +163,9 @@ class Server:
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
             return
-        self.proc.send_signal(signal.SIGTERM if self.name != "nginx" else signal.SIGQUIT)
+        self.proc.send_signal(
+            signal.SIGTERM if self.name != "nginx" else signal.SIGQUIT
+        )
         try:
             self.proc.wait(30)
         except subprocess.TimeoutExpired:
@@ -164,8 +174,16 @@ class Server:
 
 
 def anomalyd(name: str, data_dir: Path, workdir: Path) -> Server:
-    argv = [sys.executable, "-m", "anomalyd", "serve", "--bind", "127.0.0.1:{port}",
-            "--data-dir", str(data_dir)]
+    argv = [
+        sys.executable,
+        "-m",
+        "anomalyd",
+        "serve",
+        "--bind",
+        "127.0.0.1:{port}",
+        "--data-dir",
+        str(data_dir),
+    ]
     return Server(name, argv, workdir, "/healthcheck", DEFAULTS.workers)
 
 
@@ -174,8 +192,10 @@ def null_app(workdir: Path) -> Server:
     return Server("null-app", argv, workdir, "/predict/x", DEFAULTS.workers)
 
 
-FIXED_BODY = '{"anomaly":false,"model_version":"v1","score":1.0172630175677175,' \
+FIXED_BODY = (
+    '{"anomaly":false,"model_version":"v1","score":1.0172630175677175,'
     '"threshold":63.45981332557676}'
+)
 
 
 def nginx(workdir: Path) -> Server:
@@ -214,20 +234,40 @@ http {{
 # -- load generators -------------------------------------------------------------
 
 
-def wrk(url: str, script: str, seconds: int, connections: int,
-        env: dict[str, str] | None = None) -> dict:
+def wrk(
+    url: str,
+    script: str,
+    seconds: int,
+    connections: int,
+    env: dict[str, str] | None = None,
+) -> dict:
     """One wrk run; latencies in milliseconds."""
     out = subprocess.run(
-        ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s",
-         "-s", str(BENCH / script), url],
-        capture_output=True, text=True, env={**os.environ, **(env or {})},
-        timeout=seconds + 60, check=True,
+        [
+            "wrk",
+            "-t1",
+            f"-c{connections}",
+            f"-d{seconds}s",
+            "--timeout",
+            "10s",
+            "-s",
+            str(BENCH / script),
+            url,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=seconds + 60,
+        check=True,
     ).stdout
     line = next(ln for ln in out.splitlines() if ln.startswith("WRK_JSON "))
-    raw = json.loads(line[len("WRK_JSON "):])
-    return {"rps": raw["requests"] / raw["seconds"], "errors": raw["errors"],
-            "requests": raw["requests"],
-            **{p: raw[p] / 1000 for p in ("p50", "p95", "p99")}}
+    raw = json.loads(line[len("WRK_JSON ") :])
+    return {
+        "rps": raw["requests"] / raw["seconds"],
+        "errors": raw["errors"],
+        "requests": raw["requests"],
+        **{p: raw[p] / 1000 for p in ("p50", "p95", "p99")},
+    }
 
 
 def median_run(runs: list[dict]) -> dict:
@@ -240,12 +280,34 @@ def median_run(runs: list[dict]) -> dict:
 
 def locust(url: str, user_class: str, seconds: int, workdir: Path) -> dict:
     prefix = workdir / f"locust-{user_class}"
-    subprocess.run(
-        [sys.executable, "-m", "locust", "-f", str(BENCH / "locustfile.py"),
-         "--headless", "-u", str(USERS), "-r", str(USERS), "-t", f"{seconds}s",
-         "--stop-timeout", "10", "--host", url, "--csv", str(prefix), "--only-summary",
-         "--loglevel", "WARNING", user_class],
-        capture_output=True, text=True, env={**os.environ, "BENCH_SERIES": str(SERIES)},
+    subprocess.run(  # noqa: PLW1510 - a failed run still leaves its CSV
+        [
+            sys.executable,
+            "-m",
+            "locust",
+            "-f",
+            str(BENCH / "locustfile.py"),
+            "--headless",
+            "-u",
+            str(USERS),
+            "-r",
+            str(USERS),
+            "-t",
+            f"{seconds}s",
+            "--stop-timeout",
+            "10",
+            "--host",
+            url,
+            "--csv",
+            str(prefix),
+            "--only-summary",
+            "--loglevel",
+            "WARNING",
+            user_class,
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "BENCH_SERIES": str(SERIES)},
         timeout=seconds + 120,
     )
     with open(f"{prefix}_stats.csv") as f:
@@ -254,9 +316,15 @@ def locust(url: str, user_class: str, seconds: int, workdir: Path) -> dict:
     with open(f"{prefix}_failures.csv") as f:
         for r in csv.DictReader(f):
             failures.append(f"{r['Occurrences']} × {r['Error'][:160]}")
-    return {"rps": float(row["Requests/s"]), "errors": int(row["Failure Count"]),
-            "requests": int(row["Request Count"]), "p50": float(row["50%"]),
-            "p95": float(row["95%"]), "p99": float(row["99%"]), "failures": failures}
+    return {
+        "rps": float(row["Requests/s"]),
+        "errors": int(row["Failure Count"]),
+        "requests": int(row["Request Count"]),
+        "p50": float(row["50%"]),
+        "p95": float(row["95%"]),
+        "p99": float(row["99%"]),
+        "failures": failures,
+    }
 
 
 # -- raw LMDB, fit cost, metrics ---------------------------------------------------
@@ -264,8 +332,15 @@ def locust(url: str, user_class: str, seconds: int, workdir: Path) -> dict:
 
 def raw_lmdb_commits(path: Path, seconds: float, points: int = 100) -> dict:
     """Durable commits/s of what one fit writes (series record, model, data, counter)."""
-    env = lmdb.open(str(path), map_size=DEFAULTS.map_size, max_dbs=4, sync=True,
-                    metasync=True, readahead=False, meminit=False)
+    env = lmdb.open(
+        str(path),
+        map_size=DEFAULTS.map_size,
+        max_dbs=4,
+        sync=True,
+        metasync=True,
+        readahead=False,
+        meminit=False,
+    )
     dbs = [env.open_db(name) for name in (b"meta", b"series", b"models", b"points")]
     blob = os.urandom(16 * points)
     record = os.urandom(80)
@@ -285,14 +360,20 @@ def raw_lmdb_commits(path: Path, seconds: float, points: int = 100) -> dict:
     finally:
         env.close()
     ms = np.array(latencies) * 1000
-    return {"rps": n / sum(latencies), "errors": 0, "requests": n,
-            "p50": float(np.percentile(ms, 50)), "p95": float(np.percentile(ms, 95)),
-            "p99": float(np.percentile(ms, 99))}
+    return {
+        "rps": n / sum(latencies),
+        "errors": 0,
+        "requests": n,
+        "p50": float(np.percentile(ms, 50)),
+        "p95": float(np.percentile(ms, 95)),
+        "p99": float(np.percentile(ms, 99)),
+    }
 
 
 def post(url: str, body: bytes) -> bytes:
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        url, data=body, method="POST", headers={"Content-Type": "application/json"}
+    )
     with urllib.request.urlopen(request, timeout=300) as response:
         return response.read()
 
@@ -302,11 +383,16 @@ def metrics(url: str) -> dict[str, dict[str, float]]:
     text = urllib.request.urlopen(url + "/metrics", timeout=30).read().decode()
     out: dict[str, dict[str, float]] = {}
     for line in text.splitlines():
-        m = re.match(r'^(anomalyd_\w+_latency_seconds)_(bucket|sum|count)'
-                     r'(?:\{le="([^"]+)"\})? (\S+)$', line)
+        m = re.match(
+            r"^(anomalyd_\w+_latency_seconds)_(bucket|sum|count)"
+            r'(?:\{le="([^"]+)"\})? (\S+)$',
+            line,
+        )
         if m:
             name, kind, le, value = m.groups()
-            out.setdefault(name, {})[le if kind == "bucket" else "_" + kind] = float(value)
+            out.setdefault(name, {})[le if kind == "bucket" else "_" + kind] = float(
+                value
+            )
     return out
 
 
@@ -317,8 +403,9 @@ def histogram_delta(before: dict, after: dict, name: str) -> dict[str, float]:
 
 def bucket_quantile(hist: dict[str, float], q: float) -> tuple[float, float, float]:
     """As Prometheus' histogram_quantile: (estimate, bucket low edge, high edge), s."""
-    edges = sorted((float(k), v) for k, v in hist.items()
-                   if not k.startswith("_") and k != "+Inf")
+    edges = sorted(
+        (float(k), v) for k, v in hist.items() if not k.startswith("_") and k != "+Inf"
+    )
     total = hist["+Inf"]
     rank = q * total
     low, below = 0.0, 0.0
@@ -335,10 +422,12 @@ def fit_cost(url: str, sizes: list[int]) -> list[dict]:
     rng = np.random.default_rng(1)
     rows = []
     for n in sizes:
-        body = msgspec.json.encode({
-            "timestamps": list(range(1_694_336_400, 1_694_336_400 + 60 * n, 60)),
-            "values": np.round(rng.normal(50.0, 5.0, n), 3).tolist(),
-        })
+        body = msgspec.json.encode(
+            {
+                "timestamps": list(range(1_694_336_400, 1_694_336_400 + 60 * n, 60)),
+                "values": np.round(rng.normal(50.0, 5.0, n), 3).tolist(),
+            }
+        )
         repeats = max(3, min(20, 2_000_000 // n))
         before = metrics(url)
         times = []
@@ -346,11 +435,18 @@ def fit_cost(url: str, sizes: list[int]) -> list[dict]:
             started = time.perf_counter()
             post(f"{url}/fit/cost-{n}-{i}-{time.time_ns()}", body)
             times.append(time.perf_counter() - started)
-        inside = histogram_delta(before, metrics(url),
-                                 "anomalyd_training_latency_seconds")
-        rows.append({"points": n, "repeats": repeats, "body_mb": len(body) / 1e6,
-                     "client_s": statistics.median(times),
-                     "service_s": inside["_sum"] / inside["_count"]})
+        inside = histogram_delta(
+            before, metrics(url), "anomalyd_training_latency_seconds"
+        )
+        rows.append(
+            {
+                "points": n,
+                "repeats": repeats,
+                "body_mb": len(body) / 1e6,
+                "client_s": statistics.median(times),
+                "service_s": inside["_sum"] / inside["_count"],
+            }
+        )
     return rows
 
 
@@ -364,13 +460,17 @@ def machine() -> str:
             model = line.split(":", 1)[1].strip()
             break
     mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
-    return (f"{os.cpu_count()} CPUs ({model}), {mem:.0f} GiB RAM, "
-            f"Linux {platform.release()}, Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} CPUs ({model}), {mem:.0f} GiB RAM, "
+        f"Linux {platform.release()}, Python {platform.python_version()}"
+    )
 
 
 def fmt_row(name: str, tool: str, r: dict) -> str:
-    return (f"| {name} | {tool} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p95']:.2f} | "
-            f"{r['p99']:.2f} | {r['errors']} |")
+    return (
+        f"| {name} | {tool} | {r['rps']:,.0f} | {r['p50']:.2f} | {r['p95']:.2f} | "
+        f"{r['p99']:.2f} | {r['errors']} |"
+    )
 
 
 def verdict(value: float, goal: float, above: bool = True) -> str:
@@ -389,8 +489,10 @@ def main() -> int:
         small_dir, large_dir = workdir / "data-small", workdir / "data-large"
         t_small = fill(str(small_dir), SERIES)
         t_large = fill(str(large_dir), SCALE_SERIES)
-        log(f"filled {SERIES:,} series in {t_small:.1f} s, "
-            f"{SCALE_SERIES:,} in {t_large:.1f} s (direct LMDB writes)")
+        log(
+            f"filled {SERIES:,} series in {t_small:.1f} s, "
+            f"{SCALE_SERIES:,} in {t_large:.1f} s (direct LMDB writes)"
+        )
         small = anomalyd("anomalyd", small_dir, workdir)
         large = anomalyd("anomalyd-large", large_dir, workdir)
         null, ngx = null_app(workdir), nginx(workdir)
@@ -400,23 +502,41 @@ def main() -> int:
         log("servers up: " + ", ".join(f"{s.name} {s.url}" for s in servers))
 
         # Warm up each target once (imports, LRU, page cache), untimed.
-        for server, n in ((small, SERIES), (large, SCALE_SERIES), (null, SERIES),
-                          (ngx, SERIES)):
+        for server, n in (
+            (small, SERIES),
+            (large, SCALE_SERIES),
+            (null, SERIES),
+            (ngx, SERIES),
+        ):
             wrk(server.url, "predict.lua", 1, CONNECTIONS, {"SERIES": str(n)})
 
         # Predict ceilings: the four targets interleaved, order rotated every round.
-        targets = [("anomalyd", small, SERIES), ("null", null, SERIES),
-                   ("nginx", ngx, SERIES), ("anomalyd-1M", large, SCALE_SERIES)]
+        targets = [
+            ("anomalyd", small, SERIES),
+            ("null", null, SERIES),
+            ("nginx", ngx, SERIES),
+            ("anomalyd-1M", large, SCALE_SERIES),
+        ]
         runs: dict[str, list[dict]] = {name: [] for name, _, _ in targets}
         before = metrics(small.url)
         for r in range(ROUNDS):
-            for name, server, n in targets[r % 4:] + targets[: r % 4]:
-                runs[name].append(wrk(server.url, "predict.lua", WRK_SECONDS,
-                                      CONNECTIONS, {"SERIES": str(n)}))
-            log(f"predict round {r + 1}/{ROUNDS}: " + ", ".join(
-                f"{k} {v[-1]['rps']:,.0f}/s" for k, v in runs.items()))
-        inference = histogram_delta(before, metrics(small.url),
-                                    "anomalyd_inference_latency_seconds")
+            for name, server, n in targets[r % 4 :] + targets[: r % 4]:
+                runs[name].append(
+                    wrk(
+                        server.url,
+                        "predict.lua",
+                        WRK_SECONDS,
+                        CONNECTIONS,
+                        {"SERIES": str(n)},
+                    )
+                )
+            log(
+                f"predict round {r + 1}/{ROUNDS}: "
+                + ", ".join(f"{k} {v[-1]['rps']:,.0f}/s" for k, v in runs.items())
+            )
+        inference = histogram_delta(
+            before, metrics(small.url), "anomalyd_inference_latency_seconds"
+        )
         predict = {name: median_run(v) for name, v in runs.items()}
         rss_large = large.worker_rss_mib()
         rss_small = small.worker_rss_mib()
@@ -427,8 +547,10 @@ def main() -> int:
         for r in range(ROUNDS):
             raws.append(raw_lmdb_commits(workdir / f"raw-{r}", WRK_SECONDS))
             fits.append(wrk(small.url, "fit.lua", WRK_SECONDS, 8))
-            log(f"fit round {r + 1}/{ROUNDS}: HTTP {fits[-1]['rps']:,.0f} fits/s, "
-                f"raw LMDB {raws[-1]['rps']:,.0f} commits/s")
+            log(
+                f"fit round {r + 1}/{ROUNDS}: HTTP {fits[-1]['rps']:,.0f} fits/s, "
+                f"raw LMDB {raws[-1]['rps']:,.0f} commits/s"
+            )
         fit_http, raw = median_run(fits), median_run(raws)
 
         log("fit cost against size: " + ", ".join(map(str, FIT_SIZES)))
@@ -438,13 +560,19 @@ def main() -> int:
         for label, user_class in SCENARIOS:
             result = locust(small.url, user_class, SECONDS, workdir)
             scenario_results.append((label, result))
-            log(f"locust {label}: {result['rps']:,.0f} req/s, "
-                f"{result['errors']} errors")
-            if user_class == "PlotUser" and result["errors"] and all(
-                    "no such route" in f for f in result["failures"]):
-                notes.append("plot: GET /plot is not a route of this anomalyd yet "
-                             "(every request was a 404 'no such route'); the scenario "
-                             "is kept and will measure it once /plot exists.")
+            log(
+                f"locust {label}: {result['rps']:,.0f} req/s, {result['errors']} errors"
+            )
+            if (
+                user_class == "PlotUser"
+                and result["errors"]
+                and all("no such route" in f for f in result["failures"])
+            ):
+                notes.append(
+                    "plot: GET /plot is not a route of this anomalyd yet "
+                    "(every request was a 404 'no such route'); the scenario "
+                    "is kept and will measure it once /plot exists."
+                )
             elif result["failures"]:
                 notes.append(f"{label} failures: " + "; ".join(result["failures"][:3]))
         health = json.loads(urllib.request.urlopen(small.url + "/healthcheck").read())
@@ -459,15 +587,23 @@ def main() -> int:
     ratio_fit = fit_http["rps"] / raw["rps"]
     ratio_scale = predict["anomalyd-1M"]["rps"] / predict["anomalyd"]["rps"]
     # Per-round ratios show how steady the medians are.
-    per_round_null = [a / b for a, b in zip(predict["anomalyd"]["rounds"],
-                                            predict["null"]["rounds"])]
-    per_round_scale = [a / b for a, b in zip(predict["anomalyd-1M"]["rounds"],
-                                             predict["anomalyd"]["rounds"])]
+    per_round_null = [
+        a / b for a, b in zip(predict["anomalyd"]["rounds"], predict["null"]["rounds"])
+    ]
+    per_round_scale = [
+        a / b
+        for a, b in zip(predict["anomalyd-1M"]["rounds"], predict["anomalyd"]["rounds"])
+    ]
     p50, p50_lo, p50_hi = bucket_quantile(inference, 0.5)
     p99, p99_lo, p99_hi = bucket_quantile(inference, 0.99)
-    below_100us = next((v for k, v in inference.items()
-                        if not k.startswith("_") and k != "+Inf"
-                        and abs(float(k) - 1e-4) < 5e-6), None)
+    below_100us = next(
+        (
+            v
+            for k, v in inference.items()
+            if not k.startswith("_") and k != "+Inf" and abs(float(k) - 1e-4) < 5e-6
+        ),
+        None,
+    )
     share_100us = below_100us / inference["+Inf"] if below_100us is not None else None
     inproc_avg = inference["_sum"] / inference["_count"]
 
@@ -475,28 +611,45 @@ def main() -> int:
     lines = [
         "# anomalyd benchmark",
         "",
-        f"- date: {dt.datetime.fromtimestamp(started, dt.timezone.utc):%Y-%m-%d %H:%M} UTC"
-        f", took {time.time() - started:.0f} s",
-        f"- machine: {machine()}; load average before {load_before[0]:.2f}, "
-        f"after {os.getloadavg()[0]:.2f} (a shared machine is noisy: read the ratios)",
-        "- command: `make bench` (" + ", ".join(
-            f"{k}={v}" for k, v in (("BENCH_SECONDS", SECONDS),
-                                    ("BENCH_WRK_SECONDS", WRK_SECONDS),
-                                    ("BENCH_ROUNDS", ROUNDS), ("BENCH_USERS", USERS),
-                                    ("BENCH_CONNECTIONS", CONNECTIONS))) + ")",
-        f"- anomalyd settings: defaults (workers={d.workers}, "
-        f"worker_class={d.worker_class}, threads={d.threads}, keepalive={d.keepalive}, "
-        f"lru_size={d.lru_size:,}), 127.0.0.1, temporary data directory",
-        f"- stores filled directly with bench/fill.py (LMDB write transactions of 50,000 "
-        f"series, not HTTP): {SERIES:,} series in {t_small:.1f} s, {SCALE_SERIES:,} in "
-        f"{t_large:.1f} s; 16 training points each",
+        (
+            f"- date: {dt.datetime.fromtimestamp(started, dt.UTC):%Y-%m-%d %H:%M} UTC"
+            f", took {time.time() - started:.0f} s"
+        ),
+        (
+            f"- machine: {machine()}; load average before {load_before[0]:.2f}, "
+            f"after {os.getloadavg()[0]:.2f} (a shared machine is noisy: read the ratios)"
+        ),
+        "- command: `make bench` ("
+        + ", ".join(
+            f"{k}={v}"
+            for k, v in (
+                ("BENCH_SECONDS", SECONDS),
+                ("BENCH_WRK_SECONDS", WRK_SECONDS),
+                ("BENCH_ROUNDS", ROUNDS),
+                ("BENCH_USERS", USERS),
+                ("BENCH_CONNECTIONS", CONNECTIONS),
+            )
+        )
+        + ")",
+        (
+            f"- anomalyd settings: defaults (workers={d.workers}, "
+            f"worker_class={d.worker_class}, threads={d.threads}, keepalive={d.keepalive}, "
+            f"lru_size={d.lru_size:,}), 127.0.0.1, temporary data directory"
+        ),
+        (
+            f"- stores filled directly with bench/fill.py (LMDB write transactions of 50,000 "
+            f"series, not HTTP): {SERIES:,} series in {t_small:.1f} s, {SCALE_SERIES:,} in "
+            f"{t_large:.1f} s; 16 training points each"
+        ),
         "",
         "## Throughput and latency",
         "",
-        f"Locust rows: {USERS} users, no think time, {SECONDS} s each, against the "
-        f"{SERIES:,}-series anomalyd. wrk rows: 1 thread, {CONNECTIONS} keep-alive "
-        f"connections (8 for fits), {ROUNDS} interleaved rounds of {WRK_SECONDS} s, "
-        "median per column. Latencies in ms, client side.",
+        (
+            f"Locust rows: {USERS} users, no think time, {SECONDS} s each, against the "
+            f"{SERIES:,}-series anomalyd. wrk rows: 1 thread, {CONNECTIONS} keep-alive "
+            f"connections (8 for fits), {ROUNDS} interleaved rounds of {WRK_SECONDS} s, "
+            "median per column. Latencies in ms, client side."
+        ),
         "",
         "| scenario | tool | req/s | p50 | p95 | p99 | errors |",
         "|---|---|---:|---:|---:|---:|---:|",
@@ -515,63 +668,87 @@ def main() -> int:
         "",
         "| ratio | measured | goal | |",
         "|---|---:|---:|---|",
-        f"| predict: anomalyd / null app | {ratio_null:.2f} (rounds: "
-        f"{', '.join(f'{x:.2f}' for x in per_round_null)}) | ≥ 0.85 | "
-        f"{verdict(ratio_null, 0.85)} |",
+        (
+            f"| predict: anomalyd / null app | {ratio_null:.2f} (rounds: "
+            f"{', '.join(f'{x:.2f}' for x in per_round_null)}) | ≥ 0.85 | "
+            f"{verdict(ratio_null, 0.85)} |"
+        ),
         f"| predict: anomalyd / nginx fixed JSON | {ratio_nginx:.2f} | reported | |",
-        f"| durable fits/s (HTTP, 100 points) / raw LMDB commits/s | {ratio_fit:.2f} | "
-        f"≥ 0.5 | {verdict(ratio_fit, 0.5)} |",
-        f"| predict: {SCALE_SERIES:,} series / {SERIES:,} series | {ratio_scale:.2f} "
-        f"(rounds: {', '.join(f'{x:.2f}' for x in per_round_scale)}) | ≥ 0.9 | "
-        f"{verdict(ratio_scale, 0.9)} |",
-        f"| in-process predict median (/metrics) | {p50 * 1e6:.0f} µs (bucket "
-        f"{p50_lo * 1e6:.0f}–{p50_hi * 1e6:.0f} µs) | < 100 µs | "
-        f"{verdict(p50, 1e-4, above=False)} |",
+        (
+            f"| durable fits/s (HTTP, 100 points) / raw LMDB commits/s | {ratio_fit:.2f} | "
+            f"≥ 0.5 | {verdict(ratio_fit, 0.5)} |"
+        ),
+        (
+            f"| predict: {SCALE_SERIES:,} series / {SERIES:,} series | {ratio_scale:.2f} "
+            f"(rounds: {', '.join(f'{x:.2f}' for x in per_round_scale)}) | ≥ 0.9 | "
+            f"{verdict(ratio_scale, 0.9)} |"
+        ),
+        (
+            f"| in-process predict median (/metrics) | {p50 * 1e6:.0f} µs (bucket "
+            f"{p50_lo * 1e6:.0f}–{p50_hi * 1e6:.0f} µs) | < 100 µs | "
+            f"{verdict(p50, 1e-4, above=False)} |"
+        ),
         "",
-        f"Predict rounds, req/s: " + "; ".join(
-            f"{k} {v['rounds']}" for k, v in predict.items()),
+        "Predict rounds, req/s: "
+        + "; ".join(f"{k} {v['rounds']}" for k, v in predict.items()),
         "",
         "## Memory with many series",
         "",
-        f"Worker RSS after {ROUNDS} rounds of random predicts over all series "
-        f"(lru_size={d.lru_size:,} models per worker): "
-        f"{SCALE_SERIES:,} series: {', '.join(f'{x:.0f}' for x in rss_large)} MiB; "
-        f"{SERIES:,} series: {', '.join(f'{x:.0f}' for x in rss_small)} MiB. "
-        "(RSS counts the LMDB pages a worker has touched through its read-only map; "
-        "those are the shared page cache, not heap.)",
+        (
+            f"Worker RSS after {ROUNDS} rounds of random predicts over all series "
+            f"(lru_size={d.lru_size:,} models per worker): "
+            f"{SCALE_SERIES:,} series: {', '.join(f'{x:.0f}' for x in rss_large)} MiB; "
+            f"{SERIES:,} series: {', '.join(f'{x:.0f}' for x in rss_small)} MiB. "
+            "(RSS counts the LMDB pages a worker has touched through its read-only map; "
+            "those are the shared page cache, not heap.)"
+        ),
         "",
         "## Fit cost against size",
         "",
-        "Sequential fits of new series on the idle service. Client: median wall time of "
-        "one request (JSON encode on the client excluded). Service: mean in-service "
-        "time from /metrics (decode, fit, durable commit).",
+        (
+            "Sequential fits of new series on the idle service. Client: median wall time of "
+            "one request (JSON encode on the client excluded). Service: mean in-service "
+            "time from /metrics (decode, fit, durable commit)."
+        ),
         "",
-        "| points | body MB | fits | client s | service s | service µs/point | "
-        "× previous size |",
+        (
+            "| points | body MB | fits | client s | service s | service µs/point | "
+            "× previous size |"
+        ),
         "|---:|---:|---:|---:|---:|---:|---:|",
     ]
     previous = None
     for c in costs:
-        growth = f"{c['service_s'] / previous['service_s']:.1f}× for " \
-            f"{c['points'] / previous['points']:.0f}× points" if previous else ""
+        growth = (
+            f"{c['service_s'] / previous['service_s']:.1f}× for "
+            f"{c['points'] / previous['points']:.0f}× points"
+            if previous
+            else ""
+        )
         lines.append(
             f"| {c['points']:,} | {c['body_mb']:.2f} | {c['repeats']} | "
             f"{c['client_s']:.4f} | {c['service_s']:.4f} | "
-            f"{c['service_s'] / c['points'] * 1e6:.2f} | {growth} |")
+            f"{c['service_s'] / c['points'] * 1e6:.2f} | {growth} |"
+        )
         previous = c
     # Linear means a constant cost per added point: compare the marginal costs
     # (extra service time / extra points) between consecutive sizes.
-    marginal = [(b["service_s"] - a["service_s"]) / (b["points"] - a["points"])
-                for a, b in zip(costs, costs[1:])]
+    marginal = [
+        (b["service_s"] - a["service_s"]) / (b["points"] - a["points"])
+        for a, b in itertools.pairwise(costs)
+    ]
     if len(marginal) >= 2:
         tail = marginal[1:]  # the first step is dominated by the fixed per-fit cost
         spread = max(tail) / min(tail) if min(tail) > 0 else float("inf")
-        lines += ["", "Marginal cost per added point between consecutive sizes: "
-                  + ", ".join(f"{m * 1e6:.2f} µs" for m in marginal)
-                  + f". From {costs[1]['points']:,} points up it varies by "
-                  f"{spread:.2f}× ({'linear' if spread < 2 else 'NOT linear'}: a "
-                  "fixed cost per fit, mostly the durable commit, plus a constant "
-                  "cost per point)."]
+        lines += [
+            "",
+            "Marginal cost per added point between consecutive sizes: "
+            + ", ".join(f"{m * 1e6:.2f} µs" for m in marginal)
+            + f". From {costs[1]['points']:,} points up it varies by "
+            f"{spread:.2f}× ({'linear' if spread < 2 else 'NOT linear'}: a "
+            "fixed cost per fit, mostly the durable commit, plus a constant "
+            "cost per point).",
+        ]
     lines += [
         "",
         "## In-process predict latency",
@@ -580,7 +757,8 @@ def main() -> int:
         f"rounds, {inference['_count']:,.0f} predicts): median ≈ {p50 * 1e6:.0f} µs "
         f"(bucket {p50_lo * 1e6:.0f}–{p50_hi * 1e6:.0f} µs), p99 ≈ {p99 * 1e6:.0f} µs "
         f"(bucket {p99_lo * 1e6:.0f}–{p99_hi * 1e6:.0f} µs), mean {inproc_avg * 1e6:.0f} "
-        "µs" + (f"; {share_100us:.1%} under 100 µs" if share_100us is not None else "")
+        "µs"
+        + (f"; {share_100us:.1%} under 100 µs" if share_100us is not None else "")
         + ". Under saturation this includes waiting for the GIL held by the worker's "
         f"other threads. /healthcheck over the whole run: {health['inference_latency_ms']}"
         " ms.",
