@@ -12,8 +12,8 @@ The file name is unique (``mkstemp``), so two services never share a region even
 they are given the same runtime directory; it is created empty (zeroed) at start and
 removed by the master at clean shutdown.
 
-Each histogram has fixed log-scale buckets 3% wide from 1 µs to 10,000 s (beyond the
-longest worker timeout). A percentile is computed as ``numpy.percentile`` (linear) does,
+Each histogram has fixed log-scale buckets under 3% wide (78 per decade) from 1 µs to
+10,000 s (beyond the longest worker timeout). A percentile is computed as ``numpy.percentile`` (linear) does,
 with each order statistic read as the geometric middle of its bucket: within 1.5% of the
 exact value. The average is exact (sum and count).
 """
@@ -30,13 +30,18 @@ import threading
 
 import numpy as np
 
-BUCKET_RATIO = 1.03
+# 78 buckets per decade: each is 2.996% wide (under 3%), and every power of ten is an
+# edge, so the Prometheus buckets le="0.001", "0.01", ... are exact.
+BUCKETS_PER_DECADE = 78
+BUCKET_RATIO = 10 ** (1 / BUCKETS_PER_DECADE)
 LOWEST = 1e-6  # seconds; bucket 0 holds everything at or below
 HIGHEST = 1e4  # seconds; the last bucket holds everything above
-# Bucket i (1 <= i < N_BUCKETS - 1) holds (LOWEST * r**(i-1), LOWEST * r**i].
-N_BUCKETS = math.ceil(math.log(HIGHEST / LOWEST) / math.log(BUCKET_RATIO)) + 2
+# Bucket i (1 <= i < N_BUCKETS - 1) holds (EDGES[i-1], EDGES[i]].
+N_BUCKETS = round(math.log10(HIGHEST / LOWEST)) * BUCKETS_PER_DECADE + 2
 # Upper edge of each bucket but the last (whose upper edge is +Inf).
-_EDGE_LIST = [LOWEST * BUCKET_RATIO**i for i in range(N_BUCKETS - 1)]
+_EDGE_LIST = [
+    10 ** (math.log10(LOWEST) + i / BUCKETS_PER_DECADE) for i in range(N_BUCKETS - 1)
+]
 EDGES = np.array(_EDGE_LIST)
 # Bucket i holds (EDGES[i-1], EDGES[i]]: the index of the first edge at or above.
 _BUCKET_OF = functools.partial(bisect.bisect_left, _EDGE_LIST)
@@ -142,9 +147,13 @@ def _nearest_edge(target: float) -> float:
     return float(EDGES[np.argmin(np.abs(np.log(EDGES / target)))])
 
 
-# Prometheus bucket edges: the bucket edges nearest a 1-2.5-5 series, 10 µs .. 50 s.
+# Prometheus bucket edges: powers of ten (exact edges) and the edges nearest 2.5 and 5
+# times them, 10 µs .. 100 s.
 PROMETHEUS_EDGES = np.array(
-    sorted({_nearest_edge(m * 10.0**e) for e in range(-5, 2) for m in (1, 2.5, 5)})
+    sorted(
+        {_nearest_edge(m * 10.0**e) for e in range(-5, 2) for m in (1, 2.5, 5)}
+        | {_nearest_edge(100.0)}
+    )
 )
 
 
