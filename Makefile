@@ -28,6 +28,12 @@ bench: $(STAMP)
 	sh bench/tools.sh
 	$(BIN)/python bench/run.py
 
+# docs/plot.png and docs/dashboard.png, from a real server with the sample data
+# (needs chromium).
+.PHONY: screenshots
+screenshots: $(STAMP)
+	$(BIN)/python docs/make_screenshots.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check anomalyd tests bench
 	$(BIN)/ruff format --check anomalyd tests bench

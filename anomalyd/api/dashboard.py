@@ -58,7 +58,7 @@ DESCRIPTION = schemas.encoder.encode(
 _STYLE = """
 body{font-family:DejaVu Sans,Liberation Sans,Arial,sans-serif;margin:1.5em;color:#222}
 table{border-collapse:collapse}
-th,td{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left}
+th,td{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left;white-space:nowrap}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
 th{background:#f3f3f3}
 a{color:#1f5fa8}
