@@ -79,7 +79,10 @@ def create_app(
     app.add_route("/metrics", MetricsResource(store, stats))
     app.add_route("/", DashboardResource(store))
     app.add_route("/plot", PlotResource(store, shared_cache=not settings.api_token))
-    app.add_route("/openapi.json", OpenAPIResource(bool(settings.api_token)))
+    app.add_route(
+        "/openapi.json",
+        OpenAPIResource(bool(settings.api_token), settings.min_points),
+    )
     # Later: bearer-token middleware.
     return app
 

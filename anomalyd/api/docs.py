@@ -68,7 +68,9 @@ _ERRORS = {
     "says which); or a path that names no route.",
     413: "The body is larger than max_body_bytes.",
     422: "JSON that does not fit: a wrong type, a missing or unknown field (with its "
-    "path, such as $.values[2]), or data that cannot be trained on or judged.",
+    "path, such as $.values[2]); or data that cannot be trained on or judged: "
+    "timestamps and values of different lengths, a value not finite, all values "
+    "equal (no spread), a timestamp out of range. The description says which.",
     507: "The store is full (map_size reached); existing models still answer.",
 }
 
@@ -129,9 +131,36 @@ def _operation(
     return operation
 
 
-def build_document(token_required: bool) -> dict[str, Any]:
-    """The OpenAPI 3.1 document; ``token_required`` when an api_token is configured."""
+def _add_checks_made_after_decoding(
+    components: dict[str, Any], min_points: int
+) -> None:
+    """Constraints the responders check once msgspec has decoded a body (422 when not
+    met), added to msgspec's schemas so that the document promises no more than the
+    service accepts. Equal lengths, finite values and a non-zero spread cannot be said
+    in JSON Schema; the 422 description names them."""
+    fit = components["FitRequest"]["properties"]
+    batch = components["BatchPredictRequest"]["properties"]
+    for field in ("timestamps", "values"):
+        fit[field]["minItems"] = min_points
+        batch[field]["minItems"] = 1
+    components["DetectorParams"]["properties"]["k"]["exclusiveMinimum"] = 0
+    timestamp = components["PredictRequest"]["properties"]["timestamp"]
+    timestamp["anyOf"] = [
+        {"type": "integer", "minimum": 0, "maximum": schemas.MAX_TIMESTAMP},
+        {"type": "string", "pattern": "^[0-9]{1,12}$"},
+        {"type": "string", "format": "date-time"},
+    ]
+    timestamp["description"] = (
+        "Unix seconds (an integer or a string of digits) or an ISO-8601 date-time "
+        "(UTC when it has no offset)."
+    )
+
+
+def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
+    """The OpenAPI 3.1 document of a service with these settings: ``token_required``
+    when an api_token is configured, ``min_points`` the fewest points a fit takes."""
     _, components = msgspec.json.schema_components(_BODY_TYPES, ref_template=_REF)
+    _add_checks_made_after_decoding(components, min_points)
     components["ServiceDescription"] = _SERVICE_DESCRIPTION
     series_id_schema = msgspec.json.schema(schemas.SeriesId)
     version_schema = {"type": "string", "pattern": schemas.VERSION_RE.pattern}
@@ -154,8 +183,13 @@ def build_document(token_required: bool) -> dict[str, Any]:
         "name": "limit",
         "in": "query",
         "required": False,
-        "description": "Most series on one page.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+        "description": "Most series on one page (empty: the default, 100).",
+        "schema": {
+            "anyOf": [
+                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
+                {"type": "string", "maxLength": 0},
+            ]
+        },
     }
     after_query = {
         "name": "after",
@@ -173,8 +207,10 @@ def build_document(token_required: bool) -> dict[str, Any]:
         "/": {
             "get": op(
                 "describe",
-                "A short JSON description of the service; with Accept: text/html, a "
-                "dashboard of the series (paged) or, with series_id, of one series.",
+                "A short JSON description of the service. Browsers (Accept: text/html) "
+                "get the dashboard instead: the series paged with ?limit= and ?after=, "
+                "or one series with ?series_id=; those parameters are the dashboard's "
+                "and the JSON description ignores them.",
                 {
                     "description": "The description, or the dashboard page.",
                     "content": {
@@ -183,11 +219,6 @@ def build_document(token_required: bool) -> dict[str, Any]:
                     },
                 },
                 (400, 404),
-                parameters=[
-                    {**series_id_query, "required": False},
-                    limit_query,
-                    after_query,
-                ],
             )
         },
         "/fit/{series_id}": {
@@ -330,8 +361,10 @@ def build_document(token_required: bool) -> dict[str, Any]:
 
 
 class OpenAPIResource:
-    def __init__(self, token_required: bool) -> None:
-        self._document = schemas.encoder.encode(build_document(token_required))
+    def __init__(self, token_required: bool, min_points: int) -> None:
+        self._document = schemas.encoder.encode(
+            build_document(token_required, min_points)
+        )
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.data = self._document
