@@ -15,6 +15,7 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -59,6 +60,7 @@ class Browser:
 
     def __init__(self, profile: Path) -> None:
         self.profile = profile
+        self.log = open(profile.parent / "chromium.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             [
                 CHROMIUM,
@@ -80,15 +82,19 @@ class Browser:
                 "about:blank",
             ],
             stdout=subprocess.DEVNULL,
-            stderr=open(profile.parent / "chromium.log", "wb"),  # noqa: SIM115
+            stderr=self.log,
             start_new_session=True,
         )
-        port = self._wait_port()
-        targets = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=10).json()
-        page = next(t for t in targets if t["type"] == "page")
-        self.ws = websocket.create_connection(
-            page["webSocketDebuggerUrl"], timeout=TIMEOUT, suppress_origin=True
-        )
+        try:
+            port = self._wait_port()
+            targets = requests.get(f"http://127.0.0.1:{port}/json/list", timeout=10)
+            page = next(t for t in targets.json() if t["type"] == "page")
+            self.ws = websocket.create_connection(
+                page["webSocketDebuggerUrl"], timeout=TIMEOUT, suppress_origin=True
+            )
+        except BaseException:
+            self._kill()
+            raise
         self._next_id = 0
         self.events: list[dict] = []
         self.call("Page.enable")
@@ -169,8 +175,12 @@ class Browser:
         try:
             self.ws.close()
         finally:
-            os.killpg(self.proc.pid, 9)
-            self.proc.wait(30)
+            self._kill()
+
+    def _kill(self) -> None:
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(30)
+        self.log.close()
 
 
 @pytest.fixture(scope="module")
