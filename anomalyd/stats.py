@@ -5,17 +5,19 @@ master creates one file under the runtime directory before it forks, maps it, an
 worker inherits the mapping. The file is cut into slots; each request-handling thread
 of each worker owns one slot and is its only writer, so recording needs no lock and
 every write is a whole aligned 8-byte word (never torn). Readers (``/healthcheck``,
-``/metrics``) sum every slot. A worker respawned after a crash is given the slot of the
-worker it replaces (``free_slot`` in ``server.py``), so its counts are kept, not leaked.
+``/metrics``) sum every slot. A worker respawned after a crash takes the lowest free
+slot (``free_slot`` in ``server.py``), the one it replaces: counts are never cleared, so
+nothing is lost, and the region never grows.
 
 The file name is unique (``mkstemp``), so two services never share a region even when
 they are given the same runtime directory; it is created empty (zeroed) at start and
 removed by the master at clean shutdown.
 
 Each histogram has fixed log-scale buckets under 3% wide (78 per decade) from 1 µs to
-10,000 s (beyond the longest worker timeout). A percentile is computed as ``numpy.percentile`` (linear) does,
-with each order statistic read as the geometric middle of its bucket: within 1.5% of the
-exact value. The average is exact (sum and count).
+10,000 s (beyond the longest worker timeout). A percentile is computed as
+``numpy.percentile`` (linear) does, with each order statistic read as the geometric
+middle of its bucket: within 1.5% of the exact value. The average is exact (sum and
+count).
 """
 
 from __future__ import annotations
