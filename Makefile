@@ -27,6 +27,8 @@ test: $(STAMP)
 bench: $(STAMP)
 	sh bench/tools.sh
 	$(BIN)/python bench/run.py
+	$(BIN)/python bench/record_latency.py
+	$(BIN)/python bench/healthcheck_p95.py
 
 # docs/plot.png and docs/dashboard.png, from a real server with the sample data
 # (needs chromium).
