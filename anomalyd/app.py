@@ -18,6 +18,7 @@ from anomalyd.api.metrics import MetricsResource
 from anomalyd.api.plot import PlotResource
 from anomalyd.api.predict import BatchPredictResource, PredictResource
 from anomalyd.api.series import SeriesCollection, SeriesItem
+from anomalyd.auth import BearerAuth
 from anomalyd.settings import Settings
 from anomalyd.stats import Stats, counter_of, histogram_of
 from anomalyd.store import Store
@@ -62,7 +63,11 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> falcon.App:
     """Build the application from the parts it is given; does no I/O."""
-    app = falcon.App(middleware=[StatsMiddleware(stats)])
+    middleware: list = [StatsMiddleware(stats)]
+    if settings.api_token:
+        # Not installed without a token: the predict path pays nothing for it.
+        middleware.append(BearerAuth(settings.api_token))
+    app = falcon.App(middleware=middleware)
     # ?version= (empty) must be a 400, not silently the latest version.
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False
@@ -83,7 +88,6 @@ def create_app(
         "/openapi.json",
         OpenAPIResource(bool(settings.api_token), settings.min_points),
     )
-    # Later: bearer-token middleware.
     return app
 
 

@@ -6,7 +6,10 @@ import argparse
 import os
 import sys
 
+import msgspec
+
 from anomalyd import __version__, settings as settings_module
+from anomalyd.auth import read_token, warn_if_open
 from anomalyd.settings import HELP, Settings, SettingsError, flag_name
 
 
@@ -38,6 +41,9 @@ def _load(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
         raise SettingsError(f"setting data_dir = {found.data_dir!r}: {exc}") from None
     if not os.access(data_dir, os.W_OK):
         raise SettingsError(f"setting data_dir = {found.data_dir!r}: not writable")
+    token = read_token(found)
+    if token is not None:
+        found = msgspec.structs.replace(found, api_token=token)
     return found, sources
 
 
@@ -62,5 +68,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from anomalyd.server import Service
 
+    warn_if_open(found, found.api_token)
     Service(found).run()
     return 0

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
+
 import falcon
 import msgspec
 
 from anomalyd.detectors import InvalidInput, InvalidTrainingData
-from anomalyd.store import SeriesNotFound, StoreFull, VersionNotFound
+from anomalyd.store import CorruptRecord, SeriesNotFound, StoreFull, VersionNotFound
 
 _encode = msgspec.json.Encoder().encode
+log = logging.getLogger("anomalyd")
 
 # Descriptions for errors Falcon raises itself without one.
 _DEFAULT_DESCRIPTIONS = {
@@ -46,6 +49,11 @@ def _store_full(req, resp, exc, params):
     raise falcon.HTTPError(falcon.HTTP_507, title="Insufficient storage", description=str(exc))
 
 
+def _corrupt(req, resp, exc, params):
+    log.error("%s", exc)
+    raise falcon.HTTPInternalServerError(title="Corrupt record", description=str(exc))
+
+
 def _invalid(req, resp, exc, params):
     raise Unprocessable(str(exc))
 
@@ -63,4 +71,5 @@ def install(app: falcon.App) -> None:
     app.add_error_handler(msgspec.DecodeError, _decode_error)
     app.add_error_handler((SeriesNotFound, VersionNotFound), _not_found)
     app.add_error_handler(StoreFull, _store_full)
+    app.add_error_handler(CorruptRecord, _corrupt)
     app.add_error_handler((InvalidTrainingData, InvalidInput), _invalid)

@@ -13,10 +13,17 @@ import tempfile
 
 from gunicorn.app.base import BaseApplication
 
+from anomalyd import worker as worker_module
 from anomalyd.settings import Settings
 from anomalyd.stats import Stats
 
 log = logging.getLogger("anomalyd")
+
+
+WORKER_CLASSES = {
+    "gthread": "anomalyd.worker.DeadlineThreadWorker",
+    "sync": "sync",
+}
 
 
 def runtime_dir() -> tuple[str, bool]:
@@ -61,7 +68,8 @@ class Service(BaseApplication):
         options = {
             "bind": [s.bind],
             "workers": s.workers,
-            "worker_class": s.worker_class,
+            # gthread with a deadline on reading each request (see anomalyd.worker).
+            "worker_class": WORKER_CLASSES[s.worker_class],
             # gunicorn silently turns "sync" with threads > 1 into gthread.
             "threads": s.threads if s.worker_class == "gthread" else 1,
             "timeout": s.timeout,
@@ -83,6 +91,8 @@ class Service(BaseApplication):
         }
         for key, value in options.items():
             self.cfg.set(key, value)
+        # Inherited by the workers at fork.
+        worker_module.CLIENT_TIMEOUT = float(s.timeout)
 
     def pre_fork(self, live_workers: dict, worker) -> None:
         worker.anomalyd_slot = free_slot(live_workers, self.stats.worker_slots)

@@ -34,6 +34,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_body_bytes: Annotated[int, msgspec.Meta(ge=1024, le=4 * GiB)] = 64 * MiB
     lru_size: Annotated[int, msgspec.Meta(ge=1, le=10_000_000)] = 10_000
     api_token: str | None = None
+    api_token_file: str | None = None
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     timeout: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
     keepalive: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 5
@@ -49,9 +50,13 @@ HELP: dict[str, str] = {
     "min_points": "fewest points a fit accepts",
     "max_body_bytes": "largest request body accepted (413 beyond)",
     "lru_size": "models cached per worker",
-    "api_token": "bearer token required by the API (enforced from a later release)",
+    "api_token": "bearer token every route but /healthcheck and /metrics requires",
+    "api_token_file": "file whose content (stripped) is the api_token, kept out of argv",
     "log_level": "debug, info, warning, error or critical",
-    "timeout": "seconds a worker may be silent before the master restarts it",
+    "timeout": (
+        "seconds a worker may be silent before the master restarts it; also the "
+        "most a client may take to send one request"
+    ),
     "keepalive": "seconds an idle keep-alive connection is kept open",
 }
 

@@ -53,6 +53,10 @@ class IncompatibleStore(StoreError):
     pass
 
 
+class CorruptRecord(StoreError):
+    """A stored record that does not decode: that series/version is unusable."""
+
+
 class VersionRecord(msgspec.Struct, frozen=True, array_like=True):
     model: Model
     points_used: int
@@ -65,6 +69,19 @@ _record_decoder = msgspec.msgpack.Decoder(VersionRecord)
 
 def _version_key(series_key: bytes, version: int) -> bytes:
     return series_key + b"\x00" + _VERSION.pack(version)
+
+
+def _decode_record(raw: bytes | None, series_id: str, version: int) -> VersionRecord:
+    """Decode a stored model record; msgpack into a typed Struct, never pickle."""
+    try:
+        if raw is None:
+            raise msgspec.DecodeError("the record is missing")
+        return _record_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise CorruptRecord(
+            f"the stored model of series {series_id!r} version v{version} is corrupt "
+            f"({exc}); other series are unaffected"
+        ) from None
 
 
 class ModelCache:
@@ -235,7 +252,7 @@ class Store:
             model = self.cache.get(key)
             if model is None:
                 raw = txn.get(_version_key(series_id.encode(), version), db=self._models)
-                model = _record_decoder.decode(raw).model
+                model = _decode_record(raw, series_id, version).model
                 self.cache.put(key, model)
         return version, model
 
@@ -244,7 +261,12 @@ class Store:
             first, last = self._live_range(txn, series_id)
             key = series_id.encode()
             return [
-                (v, _record_decoder.decode(txn.get(_version_key(key, v), db=self._models)))
+                (
+                    v,
+                    _decode_record(
+                        txn.get(_version_key(key, v), db=self._models), series_id, v
+                    ),
+                )
                 for v in range(first, last + 1)
             ]
 
@@ -255,9 +277,14 @@ class Store:
         with self.env.begin() as txn:
             version = self._resolve(txn, series_id, version)
             vkey = _version_key(series_id.encode(), version)
-            record = _record_decoder.decode(txn.get(vkey, db=self._models))
+            record = _decode_record(txn.get(vkey, db=self._models), series_id, version)
             raw = txn.get(vkey, db=self._points)
             n = record.points_used
+            if raw is None or len(raw) != 16 * n:
+                raise CorruptRecord(
+                    f"the stored training data of series {series_id!r} version "
+                    f"v{version} is corrupt; other series are unaffected"
+                )
             timestamps = np.frombuffer(raw, dtype="<i8", count=n).copy()
             values = np.frombuffer(raw, dtype="<f8", count=n, offset=8 * n).copy()
         return version, record, timestamps, values
@@ -290,3 +317,55 @@ class Store:
         info = self.env.info()
         stat = self.env.stat()
         return (info["last_pgno"] + 1) * stat["psize"]
+
+    def verify(self) -> list[str]:
+        """Walk every key of every database; return what does not decode (empty: ok).
+
+        Checks each record's shape and the links between databases: every live version
+        has a model and training data of the right size, nothing is orphaned, and
+        ``series_trained`` matches the live series.
+        """
+        problems: list[str] = []
+        live: dict[bytes, tuple[int, int]] = {}
+        with self.env.begin() as txn:
+            for key, raw in txn.cursor(db=self._meta):
+                if key == b"schema_version" and not raw.isdigit():
+                    problems.append(f"meta {key!r}: not an integer")
+                elif key == b"series_trained" and len(raw) != _COUNTER.size:
+                    problems.append(f"meta {key!r}: {len(raw)} bytes")
+            for key, raw in txn.cursor(db=self._series):
+                if len(raw) != _SERIES.size:
+                    problems.append(f"series {key!r}: {len(raw)} bytes")
+                    continue
+                last, first = _SERIES.unpack(raw)
+                if first > last:
+                    problems.append(f"series {key!r}: first v{first} > last v{last}")
+                live[key] = (first, last)
+            points_used: dict[bytes, int] = {}
+            for vkey, raw in txn.cursor(db=self._models):
+                series_key, version = vkey[:-5], _VERSION.unpack(vkey[-4:])[0]
+                try:
+                    points_used[vkey] = _record_decoder.decode(raw).points_used
+                except msgspec.DecodeError as exc:
+                    points_used[vkey] = -1  # reported here; its points are not checked
+                    problems.append(f"models {vkey!r}: {exc}")
+                first, last = live.get(series_key, (0, 0))
+                if first == 0 or not first <= version <= last:
+                    problems.append(f"models {vkey!r}: not a live version")
+            for vkey, raw in txn.cursor(db=self._points):
+                n = points_used.pop(vkey, None)
+                if n is None:
+                    problems.append(f"points {vkey!r}: no model")
+                elif n >= 0 and len(raw) != 16 * n:
+                    problems.append(f"points {vkey!r}: {len(raw)} bytes for {n} points")
+            problems.extend(f"models {k!r}: no training data" for k in points_used)
+            for series_key, (first, last) in live.items():
+                for version in range(first or last + 1, last + 1):
+                    if txn.get(_version_key(series_key, version), db=self._models) is None:
+                        problems.append(f"series {series_key!r}: v{version} missing")
+            trained = sum(1 for first, _ in live.values() if first)
+            raw = txn.get(b"series_trained", db=self._meta)
+            counted = _COUNTER.unpack(raw)[0] if raw is not None else 0
+            if counted != trained:
+                problems.append(f"series_trained is {counted}, {trained} series live")
+        return problems
