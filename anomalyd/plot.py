@@ -59,7 +59,8 @@ def reduce_extremes(
 ) -> np.ndarray:
     """Indices (ascending) of the points to draw: every point when there are at most
     ``max_points``, otherwise the first and last point and the minimum and maximum of
-    each of ``(max_points - 2) // 2`` equal-count buckets, so no peak or dip is lost.
+    each of at most ``(max_points - 2) // 2`` equal-count buckets, so no peak or dip
+    is lost.
     The values are in time order (the store keeps them sorted by timestamp), so the
     indices select the same points from the timestamps.
     """
