@@ -71,6 +71,7 @@ def screenshot(chromium: str, url: str, out: Path, size: str, profile: str) -> N
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
+            "--disable-dev-shm-usage",  # containers often have a tiny /dev/shm
             "--no-first-run",
             "--hide-scrollbars",
             "--force-device-scale-factor=1",
