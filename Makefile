@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint venv clean
+.PHONY: run test lint venv clean package
 
 venv: $(STAMP)
 
@@ -29,6 +29,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/record_latency.py
 	$(BIN)/python bench/healthcheck_p95.py
+
+# dist/anomalyd-<version>.pyz (shiv zipapp) and dist/anomalyd_<version>_amd64.deb.
+package: $(STAMP)
+	PYTHON=$(BIN)/python sh packaging/build_pyz.sh
+	PYTHON=$(BIN)/python sh packaging/build_deb.sh
 
 # docs/plot.png and docs/dashboard.png, from a real server with the sample data
 # (needs chromium).

@@ -35,6 +35,9 @@ def _load(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
     flags["config"] = args.config
     found, sources = settings_module.load(flags)
     data_dir = os.path.abspath(found.data_dir)
+    if args.command == "backup":
+        # Reads an existing store: creating an empty one would hide a wrong data_dir.
+        return found, sources
     try:
         os.makedirs(data_dir, mode=0o700, exist_ok=True)
     except OSError as exc:
@@ -62,9 +65,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{field} = {value!r}  # {sources[field]}")
         return 0
     if args.command == "backup":
-        from anomalyd.backup import backup
+        from anomalyd.backup import BackupError, backup
 
-        print(backup(found, args.dest))
+        try:
+            print(backup(found, args.dest))
+        except BackupError as exc:
+            print(f"anomalyd: {exc}", file=sys.stderr)
+            return 1
         return 0
     from anomalyd.server import Service
 

@@ -1,0 +1,53 @@
+"""Write the commented /etc/anomalyd/anomalyd.toml shipped in the .deb.
+
+Generated from ``Settings`` and ``HELP`` so the file lists every setting with its default
+and never drifts from the code. Every line is a comment: an untouched file changes nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from anomalyd.settings import HELP, Settings, env_name
+
+HEADER = """\
+# anomalyd settings (TOML). Read by `anomalyd serve --config /etc/anomalyd/anomalyd.toml`.
+#
+# Every setting is shown commented out, with its default. Precedence, lowest first:
+# defaults < this file < ANOMALYD_* environment variables < command-line flags.
+# Under systemd, data_dir defaults to $STATE_DIRECTORY (/var/lib/anomalyd).
+# Apply changes with `systemctl restart anomalyd`; check them with
+# `anomalyd check-config --config /etc/anomalyd/anomalyd.toml`.
+"""
+
+# Shown instead of the default where the default says nothing useful on a packaged host.
+EXAMPLES = {
+    "data_dir": "/var/lib/anomalyd",
+    "api_token": "a-long-random-secret",
+    "api_token_file": "/etc/anomalyd/api_token",
+}
+
+
+def toml_value(value: object) -> str:
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    return str(value)
+
+
+def render() -> str:
+    defaults = Settings()
+    lines = [HEADER]
+    for field in Settings.__struct_fields__:
+        value = EXAMPLES.get(field, getattr(defaults, field))
+        if value is None:
+            value = ""
+        lines.append(f"# {HELP[field]} (env {env_name(field)})")
+        if getattr(defaults, field) is None:
+            lines.append("# (unset by default)")
+        lines.append(f"#{field} = {toml_value(value)}")
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(render())

@@ -1,0 +1,285 @@
+"""Helpers for the packaging tests: build the artifacts once, run them as systemd would.
+
+Not a conftest: only tests/test_packaging.py and tests/test_systemd.py use it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+UNIT = ROOT / "systemd" / "anomalyd.service"
+VERSION = re.search(
+    r'__version__ = "([^"]+)"', (ROOT / "anomalyd" / "__init__.py").read_text()
+).group(1)
+PACKAGE = "anomalyd"
+# An unprivileged uid standing in for DynamicUser's.
+NOBODY = 65534
+
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_MDWE = 65
+PR_MDWE_REFUSE_EXEC_GAIN = 1
+
+
+@functools.cache
+def build(out: Path) -> tuple[Path, Path]:
+    """Build the zipapp and the .deb into ``out`` with the same scripts as `make package`."""
+    env = {**os.environ, "PYTHON": sys.executable, "DIST": str(out), "BUILD": str(out)}
+    for script in ("build_pyz.sh", "build_deb.sh"):
+        subprocess.run(
+            ["sh", str(ROOT / "packaging" / script)],
+            cwd=ROOT,
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+    return out / f"anomalyd-{VERSION}.pyz", out / f"anomalyd_{VERSION}_amd64.deb"
+
+
+def unit_settings(text: str) -> dict[str, list[str]]:
+    """The [Service] lines of a unit: key -> every value, in order."""
+    found: dict[str, list[str]] = {}
+    section = None
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        if line.startswith("["):
+            section = line
+        elif section == "[Service]":
+            key, _, value = line.partition("=")
+            found.setdefault(key, []).append(value)
+    return found
+
+
+def mdwe_supported() -> bool:
+    """Whether the kernel has PR_SET_MDWE (6.3+), probed in a throwaway child."""
+    probe = (
+        "import ctypes,sys; libc = ctypes.CDLL(None, use_errno=True); "
+        f"sys.exit(libc.prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0))"
+    )
+    return subprocess.run([sys.executable, "-c", probe], check=False).returncode == 0
+
+
+def harden() -> None:
+    """preexec_fn: NoNewPrivileges=yes and MemoryDenyWriteExecute=yes, from the kernel.
+
+    PR_SET_MDWE is the kernel's own form of MemoryDenyWriteExecute (systemd uses it where
+    the kernel has it): no mapping may become writable and executable, inherited across
+    fork and exec.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_NO_NEW_PRIVS")
+    if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "PR_SET_MDWE")
+
+
+class Service:
+    """A command run as systemd runs a Type=notify service, and the datagrams it sends.
+
+    ``dirs`` maps "state", "runtime", "cache", "configuration" to the directories systemd
+    would create; they are exported as $STATE_DIRECTORY etc., and %C/%S/%t in the unit's
+    Environment= lines expand to their parents.
+    """
+
+    def __init__(
+        self,
+        argv: list[str],
+        workdir: Path,
+        env: dict[str, str],
+        cwd: Path | None = None,
+        user: int | None = None,
+        hardened: bool = False,
+    ) -> None:
+        self.argv = argv
+        self.workdir = workdir
+        self.env = env
+        self.cwd = cwd or workdir
+        self.user = user
+        self.hardened = hardened
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.notified: list[str] = []
+        self.proc: subprocess.Popen | None = None
+
+    def start(self, timeout: float = 90.0) -> Service:
+        notify_path = self.workdir / f"notify-{self.port}"
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(str(notify_path))
+        os.chmod(notify_path, 0o777)  # the service may run as another uid
+        env = {
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "NOTIFY_SOCKET": str(notify_path),
+            "ANOMALYD_BIND": f"127.0.0.1:{self.port}",
+            **self.env,
+        }
+        self.log_path = self.workdir / f"service-{self.port}.log"
+        self.log = open(self.log_path, "ab")  # noqa: SIM115 (closed in stop())
+        self.proc = subprocess.Popen(
+            self.argv,
+            cwd=self.cwd,
+            env=env,
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            user=self.user,
+            group=self.user,
+            extra_groups=[] if self.user else None,
+            umask=0o077,
+            # Only prctl() between fork and exec: safe with threads about.
+            preexec_fn=harden if self.hardened else None,  # noqa: PLW1509
+            start_new_session=True,
+        )
+        try:
+            self._wait_ready(timeout)
+        except BaseException:
+            self.kill()
+            self.notify.close()
+            self.log.close()
+            raise
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while "READY=1" not in self.notified:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"exited with {self.proc.returncode}: {self.output()}"
+                )
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no READY=1 within {timeout}s: {self.output()}")
+            self.notify.settimeout(0.5)
+            try:
+                datagram = self.notify.recv(4096).decode()
+            except TimeoutError:
+                continue
+            self.notified.extend(datagram.split("\n"))
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.url + "/healthcheck", timeout=2).ok:
+                    return
+            except requests.ConnectionError:
+                time.sleep(0.1)
+        raise RuntimeError(f"READY=1 but /healthcheck never answered: {self.output()}")
+
+    def output(self) -> str:
+        self.log.flush()
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+    def stop(self, timeout: float = 60.0) -> int:
+        """SIGTERM to the main process only, as KillMode=mixed does; the exit status."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout)
+        finally:
+            self.notify.close()
+            self.log.close()
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+
+def unit_service(unit_text: str, base: Path, workdir: Path, **kw) -> Service:
+    """The unit's own ExecStart and Environment=, with systemd's directories under base,
+    run from / as systemd does; the notify socket and the log go into workdir.
+
+    The layout is DynamicUser's: /var/lib/private/NAME with /var/lib/NAME linking to it
+    (the same for the cache), /run/NAME plain. Outside the service's mount namespace
+    private/ is 0700 root; a test running the service as another uid makes it 0755, as
+    the service itself sees it.
+    """
+    settings = unit_settings(unit_text)
+    (exec_start,) = settings["ExecStart"]
+    user = kw.get("user")
+    roots = {
+        "state": base / "var/lib",
+        "runtime": base / "run",
+        "cache": base / "var/cache",
+    }
+    env = {}
+    for kind, key in (
+        ("state", "StateDirectory"),
+        ("runtime", "RuntimeDirectory"),
+        ("cache", "CacheDirectory"),
+    ):
+        (name,) = settings[key]
+        path = roots[kind] / name
+        if kind == "runtime":
+            path.mkdir(parents=True, exist_ok=True, mode=0o700)
+            real = path
+        else:
+            private = roots[kind] / "private"
+            private.mkdir(
+                parents=True, exist_ok=True, mode=0o700 if user is None else 0o755
+            )
+            real = private / name
+            real.mkdir(exist_ok=True, mode=0o700)
+            if not path.is_symlink():
+                path.symlink_to(Path("private") / name)
+        if user is not None:
+            os.chown(real, user, user)
+        env[f"{kind.upper()}_DIRECTORY"] = str(path)
+    (name,) = settings["ConfigurationDirectory"]
+    env["CONFIGURATION_DIRECTORY"] = f"/etc/{name}"
+    specifiers = {
+        "%C": str(roots["cache"]),
+        "%S": str(roots["state"]),
+        "%t": str(roots["runtime"]),
+        "%E": "/etc",
+        "%%": "%",
+    }
+    for line in settings.get("Environment", []):
+        for assignment in shlex.split(line):
+            key, _, value = assignment.partition("=")
+            env[key] = re.sub(r"%[CStE%]", lambda m: specifiers[m.group(0)], value)
+    return Service(shlex.split(exec_start), workdir, env, cwd=Path("/"), **kw)
+
+
+def round_trip(url: str, series_id: str) -> str:
+    """Fit a series and check a predict against it; the version the fit got."""
+    timestamps = list(range(1_700_000_000, 1_700_000_000 + 60 * 50, 60))
+    values = [20.0 + (i % 7) * 0.5 for i in range(50)]
+    fit = requests.post(
+        f"{url}/fit/{series_id}",
+        timeout=60,
+        json={"timestamps": timestamps, "values": values},
+    )
+    assert fit.status_code == 200, fit.text
+    version = fit.json()["version"]
+    predict = requests.post(
+        f"{url}/predict/{series_id}",
+        timeout=60,
+        json={"timestamp": timestamps[-1] + 60, "value": 99.0},
+    )
+    assert predict.status_code == 200, predict.text
+    assert predict.json()["anomaly"] is True
+    assert predict.json()["model_version"] == version
+    return version
+
+
+def series_versions(url: str, series_id: str) -> list[str]:
+    found = requests.get(f"{url}/series/{series_id}", timeout=60)
+    assert found.status_code == 200, found.text
+    return [v["version"] for v in found.json()["versions"]]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -1,0 +1,211 @@
+"""systemd/anomalyd.service: verified, rated, and its ExecStart run as systemd runs it.
+
+systemd is not PID 1 in CI, so the unit is checked with systemd-analyze and its ExecStart
+is run by hand the way systemd would: as an unprivileged uid (DynamicUser), from /, with
+$STATE_DIRECTORY, $RUNTIME_DIRECTORY, $CACHE_DIRECTORY, the unit's Environment= lines,
+NoNewPrivileges and MemoryDenyWriteExecute (the kernel's PR_SET_MDWE), and a
+$NOTIFY_SOCKET the test reads.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+from shipping import (
+    NOBODY,
+    PACKAGE,
+    UNIT,
+    Service,
+    build,
+    harden,
+    mdwe_supported,
+    round_trip,
+    series_versions,
+    unit_service,
+    unit_settings,
+)
+
+INSTALLED_UNIT = Path("/lib/systemd/system/anomalyd.service")
+needs_analyze = pytest.mark.skipif(
+    shutil.which("systemd-analyze") is None,
+    reason="systemd-analyze not installed (.ci/run installs systemd)",
+)
+
+
+def _dpkg(*args: str) -> None:
+    deadline = time.monotonic() + 300
+    while True:
+        done = subprocess.run(
+            ["dpkg", *args], check=False, capture_output=True, text=True
+        )
+        if "lock" not in done.stderr or time.monotonic() > deadline:
+            assert done.returncode == 0, done.stdout + done.stderr
+            return
+        time.sleep(2)
+
+
+@pytest.fixture(scope="module")
+def installed_unit(tmp_path_factory) -> str:
+    """The .deb installed on this host for the module, purged afterwards (root only)."""
+    if os.geteuid() != 0:
+        pytest.skip("installing the .deb needs root (CI runs as root)")
+    if shutil.which("dpkg-deb") is None:
+        pytest.skip("dpkg-deb not installed (.ci/run installs dpkg-dev)")
+    status = subprocess.run(
+        ["dpkg-query", "-W", "-f=${Status}", PACKAGE],
+        check=False,
+        capture_output=True,
+        text=True,
+    ).stdout
+    if status.endswith(" installed"):
+        pytest.skip("anomalyd is already installed on this host: not touched")
+    _, deb = build(tmp_path_factory.mktemp("dist"))
+    _dpkg("-i", str(deb))
+    try:
+        yield INSTALLED_UNIT.read_text()
+    finally:
+        _dpkg("--purge", PACKAGE)
+
+
+@pytest.fixture
+def unprivileged_base():
+    """A root for systemd's directories that uid 65534 can reach (pytest's tmp is 0700)."""
+    base = Path(tempfile.mkdtemp(prefix="anomalyd-unit-"))
+    os.chmod(base, 0o755)
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
+
+
+def test_unit_has_what_the_issue_asks():
+    service = unit_settings(UNIT.read_text())
+    expected = {
+        "Type": ["notify"],
+        "ExecStart": ["/usr/bin/anomalyd serve --config /etc/anomalyd/anomalyd.toml"],
+        "ExecReload": ["kill -HUP $MAINPID"],
+        "KillMode": ["mixed"],
+        "DynamicUser": ["yes"],
+        "StateDirectory": ["anomalyd"],
+        "RuntimeDirectory": ["anomalyd"],
+        "ConfigurationDirectory": ["anomalyd"],
+        "Restart": ["on-failure"],
+        "CapabilityBoundingSet": [""],
+        "ProtectSystem": ["strict"],
+        "RestrictAddressFamilies": ["AF_UNIX AF_INET AF_INET6"],
+        "SystemCallArchitectures": ["native"],
+        "UMask": ["0077"],
+    }
+    for key, value in expected.items():
+        assert service.get(key) == value, key
+    assert "@system-service" in service["SystemCallFilter"]
+
+
+@needs_analyze
+def test_exposure_is_ok():
+    done = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", str(UNIT)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    found = re.search(
+        r"Overall exposure level for anomalyd\.service: (\d+\.\d+) (\w+)", done.stdout
+    )
+    assert found, done.stdout + done.stderr
+    score, verdict = float(found.group(1)), found.group(2)
+    print(f"\nsystemd-analyze security --offline=yes: exposure {score} {verdict}")
+    assert score <= 2.0 and verdict == "OK"
+
+
+@needs_analyze
+def test_installed_unit_verifies_clean(installed_unit):
+    assert installed_unit == UNIT.read_text()
+    done = subprocess.run(
+        ["systemd-analyze", "verify", str(INSTALLED_UNIT)],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+
+
+def test_mdwe_check_can_fail():
+    """The control for the MemoryDenyWriteExecute test: a W+X mapping is refused."""
+    if not mdwe_supported():
+        pytest.skip("kernel without PR_SET_MDWE (Linux < 6.3)")
+    wx = "import mmap; mmap.mmap(-1, 4096, prot=7)"  # PROT_READ | WRITE | EXEC
+    assert subprocess.run([sys.executable, "-c", wx], check=False).returncode == 0
+    refused = subprocess.run(
+        [sys.executable, "-c", wx],
+        check=False,
+        capture_output=True,
+        text=True,
+        preexec_fn=harden,
+    )
+    assert refused.returncode != 0 and "PermissionError" in refused.stderr
+
+
+def test_exec_start_as_systemd_runs_it(installed_unit, unprivileged_base):
+    """READY=1, a round trip, HUP reload, SIGTERM, and the data there on the next start,
+    as an unprivileged uid under NoNewPrivileges and MemoryDenyWriteExecute."""
+    if not mdwe_supported():
+        pytest.skip("kernel without PR_SET_MDWE (Linux < 6.3): cannot apply MDWE")
+
+    def start() -> Service:
+        return unit_service(
+            installed_unit,
+            unprivileged_base,
+            unprivileged_base,
+            user=NOBODY,
+            hardened=True,
+        ).start()
+
+    service = start()
+    try:
+        assert "READY=1" in service.notified
+        state = unprivileged_base / "var/lib/private/anomalyd"
+        assert service.env["STATE_DIRECTORY"] == str(
+            unprivileged_base / "var/lib/anomalyd"
+        )
+        first = round_trip(service.url, "unit-temp")
+        assert (state / "data.mdb").stat().st_uid == NOBODY
+        # The zipapp extracted into CacheDirectory (SHIV_ROOT=%C/anomalyd), not $HOME.
+        assert any((unprivileged_base / "var/cache/private/anomalyd").iterdir())
+
+        # ExecReload: HUP replaces the workers; the service keeps answering.
+        workers = _children(service.proc.pid)
+        os.kill(service.proc.pid, signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            now = _children(service.proc.pid)
+            if len(now) == 2 and not now & workers:
+                break
+            time.sleep(0.2)
+        else:
+            pytest.fail(f"workers not replaced after HUP: {service.output()}")
+        second = round_trip(service.url, "unit-temp")
+        assert series_versions(service.url, "unit-temp") == [first, second]
+
+        assert service.stop() == 0, service.output()
+        shutil.rmtree(unprivileged_base / "run/anomalyd")  # as systemd does at stop
+
+        service = start()
+        assert series_versions(service.url, "unit-temp") == [first, second]
+        assert service.stop() == 0, service.output()
+    finally:
+        service.kill()
+
+
+def _children(pid: int) -> set[int]:
+    out = subprocess.run(
+        ["pgrep", "-P", str(pid)], check=False, capture_output=True, text=True
+    ).stdout
+    return {int(p) for p in out.split()}
