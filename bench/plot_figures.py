@@ -12,7 +12,8 @@ then, on one keep-alive connection:
 
 and prints the size of the SVG and the median and slowest wall time of each, measured
 by the client on 127.0.0.1 (an upper bound of the time inside the service). It also
-times ``anomalyd.plot.render_svg`` alone, in this process, on the same data.
+times ``anomalyd.plot.render_svg`` and ``reduce_extremes`` alone, in this process, on
+the same data.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _server import Anomalyd
 
 from anomalyd.detectors import DetectorParams, fit
-from anomalyd.plot import render_svg
+from anomalyd.plot import reduce_extremes, render_svg
 
 
 def make_series(n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -59,10 +60,10 @@ def timed(session: requests.Session, url: str, rounds: int, **kw) -> list[float]
     return times
 
 
-def summary(times: list[float]) -> str:
+def summary(times: list[float], digits: int = 0) -> str:
     return (
-        f"median {statistics.median(times) * 1000:.0f} ms, "
-        f"slowest {max(times) * 1000:.0f} ms over {len(times)} requests"
+        f"median {statistics.median(times) * 1000:.{digits}f} ms, "
+        f"slowest {max(times) * 1000:.{digits}f} ms over {len(times)} runs"
     )
 
 
@@ -97,6 +98,11 @@ def main() -> None:
         )
         session.close()
     model = fit(values, DetectorParams(direction="both"))
+    reduction = []
+    for _ in range(args.rounds):
+        started = time.perf_counter()
+        reduce_extremes(values)
+        reduction.append(time.perf_counter() - started)
     in_process = []
     for _ in range(args.rounds):
         started = time.perf_counter()
@@ -113,6 +119,7 @@ def main() -> None:
     print(f"GET /plot (read, reduce, render): {summary(full)}")
     print(f"GET /plot with If-None-Match (304): {summary(revalidate)}")
     print(f"render_svg alone, in process:      {summary(in_process)}")
+    print(f"reduce_extremes alone, in process: {summary(reduction, 2)}")
 
 
 if __name__ == "__main__":
