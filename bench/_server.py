@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -45,3 +46,4 @@ class Anomalyd:
     def __exit__(self, *exc) -> None:
         self.proc.send_signal(signal.SIGTERM)
         self.proc.wait(30)
+        shutil.rmtree(self.tmp, ignore_errors=True)
