@@ -22,14 +22,19 @@ OPEN_ROUTES = frozenset({"/healthcheck", "/metrics"})
 
 class BearerAuth:
     def __init__(self, token: str) -> None:
-        self._expected = ("Bearer " + token).encode()
+        self._expected = token.encode()
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         if req.path in OPEN_ROUTES:
             return
         given = req.get_header("Authorization") or ""
-        # Constant time: how much of the token matched must not show in the timing.
-        if not hmac.compare_digest(given.encode("utf-8", "replace"), self._expected):
+        scheme, _, credentials = given.partition(" ")
+        # The scheme is case-insensitive (RFC 9110 11.1). Constant time for the
+        # token: how much of it matched must not show in the timing.
+        matched = hmac.compare_digest(
+            credentials.strip().encode("utf-8", "replace"), self._expected
+        )
+        if not (matched and scheme.lower() == "bearer"):
             raise falcon.HTTPUnauthorized(
                 title="Unauthorized",
                 description=(

@@ -26,7 +26,7 @@ CLIENT_TIMEOUT = 60.0
 class DeadlineSocket(socket.socket):
     """A client socket whose reads stop at a per-request deadline."""
 
-    __slots__ = ("deadline",)
+    __slots__ = ("deadline", "expired")
 
     def setblocking(self, flag: bool) -> None:
         if not flag:
@@ -48,9 +48,19 @@ class DeadlineSocket(socket.socket):
             self.settimeout(min(timeout or IDLE_TIMEOUT, remaining))
             return super().recv(bufsize, flags)
         except TimeoutError:
+            self.expired = True
             # As if the client had hung up: gunicorn closes the connection quietly
             # (and a responder reading the body gets an OSError it answers with 408).
             raise NoMoreData(b"") from None
+
+    def shutdown(self, how: int) -> None:
+        # gunicorn closes "gracefully" in the worker's main thread, reading for up to
+        # 2 s so the peer sees the last response. For a client that already stalled
+        # past its deadline that would block the main loop 2 s per connection: a few
+        # such clients and the master kills the worker for missing its heartbeat.
+        if getattr(self, "expired", False):
+            self.deadline = time.monotonic()
+        super().shutdown(how)
 
 
 class DeadlineThreadWorker(ThreadWorker):

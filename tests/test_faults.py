@@ -58,7 +58,7 @@ class Load:
             for i in range(threads)
         ]
 
-    def __enter__(self) -> "Load":  # noqa: PYI034
+    def __enter__(self) -> Load:  # noqa: PYI034
         for t in self._threads:
             t.start()
         return self
