@@ -6,6 +6,7 @@ from typing import Literal
 
 import falcon
 import msgspec
+import numpy as np
 
 from anomalyd import schemas
 from anomalyd.stats import Stats
@@ -24,7 +25,7 @@ class Health(msgspec.Struct):
     training_latency_ms: Latency
 
 
-def latency_ms(stats: Stats, name: str, snapshot) -> Latency:
+def latency_ms(stats: Stats, name: str, snapshot: np.ndarray | None = None) -> Latency:
     histogram = stats.histogram(name, snapshot)
     return Latency(
         round(histogram.avg * 1000, 6), round(histogram.quantile(0.95) * 1000, 6)
