@@ -123,7 +123,7 @@ def parse_timestamp(raw: int | str) -> int:
     """Unix seconds from an int, a string of digits or an ISO-8601 date-time."""
     if isinstance(raw, int):
         seconds = raw
-    elif raw.isdigit():
+    elif raw.isascii() and raw.isdigit():
         seconds = int(raw)
     else:
         try:

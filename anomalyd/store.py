@@ -256,6 +256,15 @@ class Store:
                 self.cache.put(key, model)
         return version, model
 
+    def record(
+        self, series_id: str, version: int | None = None
+    ) -> tuple[int, VersionRecord]:
+        """One version's record (default: the latest), without its training data."""
+        with self.env.begin() as txn:
+            version = self._resolve(txn, series_id, version)
+            raw = txn.get(_version_key(series_id.encode(), version), db=self._models)
+            return version, _decode_record(raw, series_id, version)
+
     def versions(self, series_id: str) -> list[tuple[int, VersionRecord]]:
         with self.env.begin() as txn:
             first, last = self._live_range(txn, series_id)

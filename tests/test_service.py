@@ -323,3 +323,11 @@ def test_map_full_gives_507_and_predicts_still_answer(make_server):
     assert s.post("/predict/small", {"timestamp": 1, "value": 1}).status_code == 200
     assert s.get("/healthcheck").json()["series_trained"] == 1
     assert_error(s.get("/series/huge"), 404)
+
+
+def test_non_ascii_digits_are_a_400_not_a_500(server):
+    # "²".isdigit() is True in Python, int("²") is not.
+    assert_error(server.get("/series", params={"limit": "²"}), 400, "limit")
+    server.post("/fit/digits", FIT)
+    assert_error(server.post("/predict/digits", {"timestamp": "²", "value": 1}), 422,
+                 "$.timestamp")

@@ -20,13 +20,12 @@ import falcon
 
 import anomalyd
 from anomalyd import schemas
-from anomalyd.api.common import check_series_id
+from anomalyd.api.common import check_series_id, parse_page
 from anomalyd.detectors import Model
 from anomalyd.errors import BadRequest
 from anomalyd.store import SeriesNotFound, Store
 
 PAGE_SIZE = 50
-MAX_PAGE = 1000
 HTML = "text/html; charset=utf-8"
 
 ROUTES = [
@@ -119,20 +118,13 @@ class DashboardResource:
         resp.text = text
 
     def _index_page(self, req: falcon.Request) -> str:
-        raw_limit = req.get_param("limit") or str(PAGE_SIZE)
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
-            raise BadRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
-        limit = int(raw_limit)
-        after = req.get_param("after")
-        if after is not None:
-            check_series_id(after)
+        limit, after = parse_page(req, PAGE_SIZE)
         page, following = self._store.list_series(limit, after)
         rows = []
         for series_id, latest, count in page:
             try:
-                # The whole history is read for the latest record's point count; a
-                # series deleted since the listing is left out.
-                record = self._store.versions(series_id)[-1][1]
+                # A series deleted since the listing is left out.
+                record = self._store.record(series_id, latest)[1]
             except SeriesNotFound:
                 continue
             model = record.model

@@ -5,12 +5,8 @@ import datetime as dt
 import falcon
 
 from anomalyd import schemas
-from anomalyd.api.common import check_series_id, model_out
-from anomalyd.errors import BadRequest
+from anomalyd.api.common import check_series_id, model_out, parse_page
 from anomalyd.store import Store
-
-MAX_PAGE = 1000
-
 
 def _utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
@@ -21,13 +17,7 @@ class SeriesCollection:
         self._store = store
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        raw_limit = req.get_param("limit") or "100"
-        if not raw_limit.isdigit() or not 1 <= int(raw_limit) <= MAX_PAGE:
-            raise BadRequest(f"limit must be an integer from 1 to {MAX_PAGE}")
-        after = req.get_param("after")
-        if after is not None:
-            check_series_id(after)
-        page, following = self._store.list_series(int(raw_limit), after)
+        page, following = self._store.list_series(*parse_page(req, 100))
         resp.data = schemas.encoder.encode(
             schemas.SeriesPage(
                 [schemas.SeriesSummary(s, f"v{latest}", n) for s, latest, n in page],
