@@ -22,7 +22,6 @@ import anomalyd
 from anomalyd import schemas
 from anomalyd.api.common import check_series_id, parse_page
 from anomalyd.detectors import Model
-from anomalyd.errors import BadRequest
 from anomalyd.store import SeriesNotFound, Store
 
 PAGE_SIZE = 50
