@@ -101,7 +101,7 @@ def test_every_worker_counts_and_a_killed_worker_loses_nothing(tmp_path, make_se
     assert len(regions) == 1
 
     health = server.get("/healthcheck").json()
-    zero = {"avg": 0.0, "p95": 0.0}
+    zero = {"avg": 0.0, "p95": 0.0, "p50": 0.0, "p99": 0.0}
     assert health == {
         "status": "ok",
         "series_trained": 0,

@@ -16,6 +16,9 @@ from anomalyd.store import Store
 class Latency(msgspec.Struct):
     avg: float
     p95: float
+    # Beyond the contract: the median and p99, read from the same histogram.
+    p50: float
+    p99: float
 
 
 class Health(msgspec.Struct):
@@ -28,7 +31,15 @@ class Health(msgspec.Struct):
 def latency_ms(stats: Stats, name: str, snapshot: np.ndarray | None = None) -> Latency:
     histogram = stats.histogram(name, snapshot)
     return Latency(
-        round(histogram.avg * 1000, 6), round(histogram.quantile(0.95) * 1000, 6)
+        *(
+            round(value * 1000, 6)
+            for value in (
+                histogram.avg,
+                histogram.quantile(0.95),
+                histogram.quantile(0.5),
+                histogram.quantile(0.99),
+            )
+        )
     )
 
 
