@@ -26,6 +26,7 @@ install -d "$root/DEBIAN" "$root/usr/bin" "$root/usr/lib/anomalyd" \
 install -m 0644 "$pyz" "$root/usr/lib/anomalyd/anomalyd.pyz"
 install -m 0755 packaging/debian/anomalyd.sh "$root/usr/bin/anomalyd"
 install -m 0644 systemd/anomalyd.service "$root/lib/systemd/system/anomalyd.service"
+install -m 0644 systemd/anomalyd.socket "$root/lib/systemd/system/anomalyd.socket"
 $PYTHON packaging/make_config.py > "$root/etc/anomalyd/anomalyd.toml"
 chmod 0644 "$root/etc/anomalyd/anomalyd.toml"
 install -m 0644 README.md "$root/usr/share/doc/anomalyd/README.md"

@@ -6,7 +6,6 @@ Not a conftest: only tests/test_packaging.py and tests/test_systemd.py use it.
 from __future__ import annotations
 
 import ctypes
-import functools
 import os
 import re
 import shlex
@@ -33,19 +32,30 @@ PR_SET_MDWE = 65
 PR_MDWE_REFUSE_EXEC_GAIN = 1
 
 
-@functools.cache
-def build(out: Path) -> tuple[Path, Path]:
-    """Build the zipapp and the .deb into ``out`` with the same scripts as `make package`."""
+_built: dict[int, tuple[Path, Path]] = {}
+
+
+def build(tmp_path_factory) -> tuple[Path, Path]:
+    """Build the zipapp and the .deb once per session (the factory is per session) with
+    the same scripts as `make package`, from the working tree: never a stale dist/."""
+    if id(tmp_path_factory) not in _built:
+        _built[id(tmp_path_factory)] = _build(tmp_path_factory.mktemp("dist"))
+    return _built[id(tmp_path_factory)]
+
+
+def _build(out: Path) -> tuple[Path, Path]:
     env = {**os.environ, "PYTHON": sys.executable, "DIST": str(out), "BUILD": str(out)}
     for script in ("build_pyz.sh", "build_deb.sh"):
-        subprocess.run(
+        done = subprocess.run(
             ["sh", str(ROOT / "packaging" / script)],
             cwd=ROOT,
             env=env,
-            check=True,
+            check=False,
             capture_output=True,
+            text=True,
             timeout=600,
         )
+        assert done.returncode == 0, f"{script}: {done.stdout}{done.stderr}"
     return out / f"anomalyd-{VERSION}.pyz", out / f"anomalyd_{VERSION}_amd64.deb"
 
 

@@ -36,7 +36,7 @@ def artifacts(tmp_path_factory) -> tuple[Path, Path]:
     missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (.ci/run installs them)")
-    return build(tmp_path_factory.mktemp("dist"))
+    return build(tmp_path_factory)
 
 
 def dpkg(*args: str) -> subprocess.CompletedProcess:
@@ -130,6 +130,7 @@ def test_deb_holds_the_files_a_host_needs(artifacts, tmp_path):
         "usr/bin/anomalyd",
         "usr/lib/anomalyd/anomalyd.pyz",
         "lib/systemd/system/anomalyd.service",
+        "lib/systemd/system/anomalyd.socket",
         "etc/anomalyd/anomalyd.toml",
         "usr/share/doc/anomalyd/README.md",
         "usr/share/doc/anomalyd/copyright",
@@ -212,6 +213,7 @@ def test_deb_install_run_remove_purge(artifacts, tmp_path):
             Path("/var/cache/private/anomalyd"),
             Path("/etc/anomalyd"),
             Path("/etc/systemd/system/anomalyd.service"),
+            Path("/etc/systemd/system/anomalyd.socket"),
             Path("/etc/systemd/system/multi-user.target.wants/anomalyd.service"),
         ):
             assert not gone.exists() and not gone.is_symlink(), f"{gone} survived purge"

@@ -13,16 +13,20 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import pytest
+import requests
 from shipping import (
     NOBODY,
     PACKAGE,
+    ROOT,
     UNIT,
     Service,
     build,
@@ -68,7 +72,7 @@ def installed_unit(tmp_path_factory) -> str:
     ).stdout
     if status.endswith(" installed"):
         pytest.skip("anomalyd is already installed on this host: not touched")
-    _, deb = build(tmp_path_factory.mktemp("dist"))
+    _, deb = build(tmp_path_factory)
     _dpkg("-i", str(deb))
     try:
         yield INSTALLED_UNIT.read_text()
@@ -209,3 +213,68 @@ def _children(pid: int) -> set[int]:
         ["pgrep", "-P", str(pid)], check=False, capture_output=True, text=True
     ).stdout
     return {int(p) for p in out.split()}
+
+
+@needs_analyze
+def test_socket_unit_hands_its_socket_to_gunicorn(installed_unit, unprivileged_base):
+    """anomalyd.socket: verify clean; gunicorn serves on the socket it is given
+    ($LISTEN_FDS, by systemd-socket-activate) and not on its own `bind`; the first
+    request, made before anything was started, waits in the backlog and is answered."""
+    socket_unit = ROOT / "systemd" / "anomalyd.socket"
+    assert Path("/lib/systemd/system/anomalyd.socket").read_text() == (
+        socket_unit.read_text()
+    )
+    done = subprocess.run(
+        ["systemd-analyze", "verify", "/lib/systemd/system/anomalyd.socket"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0 and not done.stderr.strip(), done.stderr
+    if shutil.which("systemd-socket-activate") is None:
+        pytest.skip("systemd-socket-activate not installed (.ci/run installs systemd)")
+
+    service = unit_service(
+        installed_unit, unprivileged_base, unprivileged_base, user=NOBODY
+    )
+    decoy = _free_port()
+    service.env["ANOMALYD_BIND"] = f"127.0.0.1:{decoy}"
+    passed = [*service.env, "NOTIFY_SOCKET", "LANG"]
+    service.argv = [
+        "systemd-socket-activate",
+        "-l",
+        f"127.0.0.1:{service.port}",
+        *(f"--setenv={name}" for name in passed),
+        *service.argv,
+    ]
+    first: list[requests.Response] = []
+
+    def knock() -> None:
+        # Nothing runs anomalyd until a connection arrives, as with a .socket unit.
+        deadline = time.monotonic() + 90
+        while not first and time.monotonic() < deadline:
+            try:
+                first.append(requests.get(service.url + "/healthcheck", timeout=90))
+            except requests.ConnectionError:  # not listening yet
+                time.sleep(0.05)
+
+    knocker = threading.Thread(target=knock)
+    knocker.start()
+    try:
+        service.start()
+        knocker.join(90)
+        assert first and first[0].status_code == 200
+        assert "READY=1" in service.notified
+        round_trip(service.url, "socket-temp")
+        with pytest.raises(requests.ConnectionError):
+            requests.get(f"http://127.0.0.1:{decoy}/healthcheck", timeout=5)
+        assert service.stop() == 0, service.output()
+    finally:
+        service.kill()
+        knocker.join(90)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
