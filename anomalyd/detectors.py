@@ -8,6 +8,7 @@ pair names exactly one model forever, which is what lets every worker cache it.
 from __future__ import annotations
 
 import math
+import sys
 from typing import Literal
 
 import msgspec
@@ -18,6 +19,7 @@ Direction = Literal["upper", "lower", "both"]
 
 # The consistency constant that makes the MAD estimate sigma for normal data.
 MAD_TO_SIGMA = 1.4826
+FLOAT_MAX = sys.float_info.max
 
 
 class InvalidTrainingData(ValueError):
@@ -52,6 +54,9 @@ class Model(msgspec.Struct, frozen=True, gc=False):
         bound crossed, or when normal the nearest bound.
         """
         score = (value - self.center) / self.scale
+        if not -FLOAT_MAX <= score <= FLOAT_MAX:
+            # JSON has no infinity: a score beyond the float range is the largest one.
+            score = math.copysign(FLOAT_MAX, score)
         upper = self.upper
         lower = self.lower
         if upper is not None and value > upper:
@@ -66,7 +71,10 @@ class Model(msgspec.Struct, frozen=True, gc=False):
 
     def judge_many(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Vectorised ``judge``: boolean anomalies and scores, in input order."""
-        scores = (values - self.center) / self.scale
+        with np.errstate(over="ignore"):
+            scores = (values - self.center) / self.scale
+        # JSON has no infinity: a score beyond the float range is the largest one.
+        scores = np.clip(scores, -FLOAT_MAX, FLOAT_MAX)
         anomalies = np.zeros(values.shape, dtype=bool)
         if self.upper is not None:
             anomalies |= values > self.upper
@@ -103,6 +111,11 @@ def fit(values: np.ndarray, params: DetectorParams) -> Model:
     margin = params.k * scale
     upper = center + margin if params.direction != "lower" else None
     lower = center - margin if params.direction != "upper" else None
+    if not all(math.isfinite(b) for b in (upper, lower) if b is not None):
+        raise InvalidTrainingData(
+            "$.detector.k is too large for these values: the bounds "
+            "center ± k·scale overflow"
+        )
     return Model(params.kind, params.k, params.direction, center, scale, lower, upper)
 
 
