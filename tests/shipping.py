@@ -158,8 +158,6 @@ class Service:
             self._wait_ready(timeout)
         except BaseException:
             self.kill()
-            self.notify.close()
-            self.log.close()
             raise
         return self
 
@@ -200,9 +198,16 @@ class Service:
             self.log.close()
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
+        """SIGKILL whatever is left of the process group; close the socket and log."""
+        if self.proc is not None:
+            try:  # workers may outlive a master that died
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             self.proc.wait()
+        for opened in ("notify", "log"):
+            if hasattr(self, opened):
+                getattr(self, opened).close()
 
 
 def unit_service(unit_text: str, base: Path, workdir: Path, **kw) -> Service:

@@ -278,3 +278,52 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_exec_start_with_procsubset_pid(installed_unit, unprivileged_base):
+    """ProcSubset=pid and ProtectProc=invisible: the service starts and serves with a
+    /proc that holds only its own processes (no meminfo, cpuinfo, stat or sys), mounted
+    as systemd mounts it, in a mount and PID namespace of its own."""
+    if shutil.which("unshare") is None or shutil.which("setpriv") is None:
+        pytest.skip("unshare/setpriv not installed (util-linux)")
+    probe = subprocess.run(
+        ["unshare", "--mount", "--pid", "--fork", "sh", "-c", _MOUNT_PROC + " true"],
+        check=False,
+        capture_output=True,
+        text=True,
+    )
+    if probe.returncode != 0:
+        pytest.skip(f"cannot mount a subset=pid /proc here: {probe.stderr.strip()}")
+    service = unit_service(
+        installed_unit, unprivileged_base, unprivileged_base, hardened=True
+    )
+    for kind in ("STATE", "CACHE"):
+        real = Path(service.env[f"{kind}_DIRECTORY"]).resolve()
+        os.chown(real, NOBODY, NOBODY)
+    os.chown(service.env["RUNTIME_DIRECTORY"], NOBODY, NOBODY)
+    os.chmod(unprivileged_base / "var/lib/private", 0o755)
+    os.chmod(unprivileged_base / "var/cache/private", 0o755)
+    drop = f"setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups --"
+    service.argv = [
+        "unshare",
+        "--mount",
+        "--pid",
+        "--fork",
+        "sh",
+        "-c",
+        _MOUNT_PROC + f' test ! -e /proc/meminfo && exec {drop} "$@"',
+        "sh",
+        *service.argv,
+    ]
+    service.start()
+    try:
+        assert "READY=1" in service.notified
+        round_trip(service.url, "procsubset-temp")
+        (master,) = _children(service.proc.pid)  # sh exec'd setpriv exec'd the service
+        os.kill(master, signal.SIGTERM)
+        assert service.proc.wait(60) == 0, service.output()
+    finally:
+        service.kill()
+
+
+_MOUNT_PROC = "mount -t proc -o subset=pid,hidepid=invisible proc /proc &&"
