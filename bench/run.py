@@ -18,7 +18,7 @@ in-process predict latency from ``/metrics``. Prints one report and writes it to
 ``bench/results/latest.md``.
 
 Durations come from the environment (seconds): ``BENCH_SECONDS`` per Locust scenario
-(20), ``BENCH_WRK_SECONDS`` per wrk round (5), ``BENCH_ROUNDS`` (4), ``BENCH_USERS``
+(20), ``BENCH_WRK_SECONDS`` per wrk round (2), ``BENCH_ROUNDS`` (8), ``BENCH_USERS``
 Locust users (16), ``BENCH_CONNECTIONS`` wrk connections (16).
 """
 
@@ -28,6 +28,7 @@ import csv
 import datetime as dt
 import itertools
 import json
+import multiprocessing
 import os
 import platform
 import re
@@ -38,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -60,8 +62,8 @@ def env_int(name: str, default: int) -> int:
 
 
 SECONDS = env_int("BENCH_SECONDS", 20)
-WRK_SECONDS = env_int("BENCH_WRK_SECONDS", 5)
-ROUNDS = env_int("BENCH_ROUNDS", 4)
+WRK_SECONDS = env_int("BENCH_WRK_SECONDS", 2)
+ROUNDS = env_int("BENCH_ROUNDS", 8)
 USERS = env_int("BENCH_USERS", 16)
 CONNECTIONS = env_int("BENCH_CONNECTIONS", 16)
 SERIES = env_int("BENCH_SERIES", 1000)
@@ -110,11 +112,13 @@ def children(pid: int) -> list[int]:
     return found
 
 
-def rss_mib(pid: int) -> float:
+def rss_mib(pid: int) -> tuple[float, float]:
+    """(VmRSS, RssAnon) in MiB: all resident memory, and the private heap part."""
+    found = {}
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+        if line.startswith(("VmRSS:", "RssAnon:")):
+            found[line.split(":")[0]] = int(line.split()[1]) / 1024
+    return found.get("VmRSS", 0.0), found.get("RssAnon", 0.0)
 
 
 class Server:
@@ -157,7 +161,7 @@ class Server:
             time.sleep(0.1)
         raise RuntimeError(f"{self.name} did not start; see {self.log_path}")
 
-    def worker_rss_mib(self) -> list[float]:
+    def worker_rss_mib(self) -> list[tuple[float, float]]:
         return [rss_mib(p) for p in children(self.proc.pid)]
 
     def stop(self) -> None:
@@ -330,9 +334,9 @@ def locust(url: str, user_class: str, seconds: int, workdir: Path) -> dict:
 # -- raw LMDB, fit cost, metrics ---------------------------------------------------
 
 
-def raw_lmdb_commits(path: Path, seconds: float, points: int = 100) -> dict:
-    """Durable commits/s of what one fit writes (series record, model, data, counter)."""
-    env = lmdb.open(
+def _open_raw(path: Path) -> lmdb.Environment:
+    # The flags Store uses: durable commits (sync and metasync).
+    return lmdb.open(
         str(path),
         map_size=DEFAULTS.map_size,
         max_dbs=4,
@@ -341,29 +345,97 @@ def raw_lmdb_commits(path: Path, seconds: float, points: int = 100) -> dict:
         readahead=False,
         meminit=False,
     )
-    dbs = [env.open_db(name) for name in (b"meta", b"series", b"models", b"points")]
+
+
+def _open_dbs(env: lmdb.Environment) -> list:
+    # Once per process, before any writer thread starts: open_db begins a write
+    # transaction without releasing the GIL, which deadlocks against a writer thread.
+    return [env.open_db(name) for name in (b"meta", b"series", b"models", b"points")]
+
+
+def _commit_loop(
+    env: lmdb.Environment,
+    dbs: list,
+    seconds: float,
+    tag: str,
+    points: int,
+    latencies: list[float],
+) -> None:
+    """What one 100-point fit writes: counter, series record, model, data."""
     blob = os.urandom(16 * points)
     record = os.urandom(80)
-    latencies = []
     n = 0
     deadline = time.perf_counter() + seconds
-    try:
-        while (start := time.perf_counter()) < deadline:
-            key = f"raw{n}".encode()
-            with env.begin(write=True) as txn:
-                txn.put(b"series_trained", n.to_bytes(8, "little"), db=dbs[0])
-                txn.put(key, os.urandom(16), db=dbs[1])
-                txn.put(key + b"\x00\x00\x00\x00\x01", record, db=dbs[2])
-                txn.put(key + b"\x00\x00\x00\x00\x01", blob, db=dbs[3])
-            latencies.append(time.perf_counter() - start)
-            n += 1
-    finally:
-        env.close()
+    while (start := time.perf_counter()) < deadline:
+        key = f"raw{tag}-{n}".encode()
+        with env.begin(write=True) as txn:
+            txn.put(b"series_trained", n.to_bytes(8, "little"), db=dbs[0])
+            txn.put(key, os.urandom(16), db=dbs[1])
+            txn.put(key + b"\x00\x00\x00\x01", record, db=dbs[2])
+            txn.put(key + b"\x00\x00\x00\x01", blob, db=dbs[3])
+        latencies.append(time.perf_counter() - start)
+        n += 1
+
+
+def _commit_process(
+    path: Path, seconds: float, tag: str, threads: int, points: int, results
+) -> None:
+    env = _open_raw(path)  # opened after fork, as the service's workers do
+    dbs = _open_dbs(env)
+    per_thread: list[list[float]] = [[] for _ in range(threads)]
+    pool = [
+        threading.Thread(
+            target=_commit_loop, args=(env, dbs, seconds, f"{tag}.{t}", points, lat)
+        )
+        for t, lat in enumerate(per_thread)
+    ]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    env.close()
+    results.put([x for lat in per_thread for x in lat])
+
+
+def raw_lmdb_commits(
+    path: Path, seconds: float, processes: int = 0, threads: int = 1, points: int = 100
+) -> dict:
+    """Durable commits/s of a fit's writes, straight to LMDB, on the same disk.
+
+    ``processes=0``: one writer in this process, the ceiling. Otherwise ``processes``
+    forked processes of ``threads`` writers each, contending for LMDB's single writer
+    lock exactly as the service's workers and threads do.
+    """
+    started = time.perf_counter()
+    if processes == 0:
+        latencies: list[float] = []
+        env = _open_raw(path)
+        try:
+            _commit_loop(env, _open_dbs(env), seconds, "0", points, latencies)
+        finally:
+            env.close()
+        elapsed = sum(latencies)
+    else:
+        context = multiprocessing.get_context("fork")
+        results = context.Queue()
+        procs = [
+            context.Process(
+                target=_commit_process,
+                args=(path, seconds, str(i), threads, points, results),
+            )
+            for i in range(processes)
+        ]
+        for proc in procs:
+            proc.start()
+        latencies = [x for _ in procs for x in results.get(timeout=seconds + 60)]
+        for proc in procs:
+            proc.join()
+        elapsed = time.perf_counter() - started
     ms = np.array(latencies) * 1000
     return {
-        "rps": n / sum(latencies),
+        "rps": len(latencies) / elapsed,
         "errors": 0,
-        "requests": n,
+        "requests": len(latencies),
         "p50": float(np.percentile(ms, 50)),
         "p95": float(np.percentile(ms, 95)),
         "p99": float(np.percentile(ms, 99)),
@@ -519,6 +591,7 @@ def main() -> int:
         ]
         runs: dict[str, list[dict]] = {name: [] for name, _, _ in targets}
         before = metrics(small.url)
+        before_large = metrics(large.url)
         for r in range(ROUNDS):
             for name, server, n in targets[r % 4 :] + targets[: r % 4]:
                 runs[name].append(
@@ -537,6 +610,9 @@ def main() -> int:
         inference = histogram_delta(
             before, metrics(small.url), "anomalyd_inference_latency_seconds"
         )
+        inference_large = histogram_delta(
+            before_large, metrics(large.url), "anomalyd_inference_latency_seconds"
+        )
         predict = {name: median_run(v) for name, v in runs.items()}
         rss_large = large.worker_rss_mib()
         rss_small = small.worker_rss_mib()
@@ -544,14 +620,25 @@ def main() -> int:
         # Durable fits over HTTP against raw LMDB commits, same size, same disk.
         fits: list[dict] = []
         raws: list[dict] = []
+        contended: list[dict] = []
         for r in range(ROUNDS):
             raws.append(raw_lmdb_commits(workdir / f"raw-{r}", WRK_SECONDS))
             fits.append(wrk(small.url, "fit.lua", WRK_SECONDS, 8))
+            contended.append(
+                raw_lmdb_commits(
+                    workdir / f"raw-contended-{r}",
+                    WRK_SECONDS,
+                    processes=DEFAULTS.workers,
+                    threads=DEFAULTS.threads,
+                )
+            )
             log(
                 f"fit round {r + 1}/{ROUNDS}: HTTP {fits[-1]['rps']:,.0f} fits/s, "
-                f"raw LMDB {raws[-1]['rps']:,.0f} commits/s"
+                f"raw LMDB {raws[-1]['rps']:,.0f} commits/s, "
+                f"contended {contended[-1]['rps']:,.0f}/s"
             )
         fit_http, raw = median_run(fits), median_run(raws)
+        raw_contended = median_run(contended)
 
         log("fit cost against size: " + ", ".join(map(str, FIT_SIZES)))
         costs = fit_cost(small.url, FIT_SIZES)
@@ -582,18 +669,21 @@ def main() -> int:
         shutil.rmtree(workdir, ignore_errors=True)
 
     # ---- report ----
-    ratio_null = predict["anomalyd"]["rps"] / predict["null"]["rps"]
-    ratio_nginx = predict["anomalyd"]["rps"] / predict["nginx"]["rps"]
-    ratio_fit = fit_http["rps"] / raw["rps"]
-    ratio_scale = predict["anomalyd-1M"]["rps"] / predict["anomalyd"]["rps"]
-    # Per-round ratios show how steady the medians are.
-    per_round_null = [
-        a / b for a, b in zip(predict["anomalyd"]["rounds"], predict["null"]["rounds"])
-    ]
-    per_round_scale = [
-        a / b
-        for a, b in zip(predict["anomalyd-1M"]["rounds"], predict["anomalyd"]["rounds"])
-    ]
+    # Each ratio is the median of per-round ratios: the two runs of a round are
+    # seconds apart, so they share the machine's load of that moment.
+    def per_round(a: list[dict], b: list[dict]) -> list[float]:
+        return [x["rps"] / y["rps"] for x, y in zip(a, b)]
+
+    per_round_null = per_round(runs["anomalyd"], runs["null"])
+    per_round_nginx = per_round(runs["anomalyd"], runs["nginx"])
+    per_round_scale = per_round(runs["anomalyd-1M"], runs["anomalyd"])
+    per_round_fit = per_round(fits, raws)
+    per_round_contended = per_round(fits, contended)
+    ratio_null = statistics.median(per_round_null)
+    ratio_nginx = statistics.median(per_round_nginx)
+    ratio_scale = statistics.median(per_round_scale)
+    ratio_fit = statistics.median(per_round_fit)
+    ratio_contended = statistics.median(per_round_contended)
     p50, p50_lo, p50_hi = bucket_quantile(inference, 0.5)
     p99, p99_lo, p99_hi = bucket_quantile(inference, 0.99)
     below_100us = next(
@@ -606,6 +696,8 @@ def main() -> int:
     )
     share_100us = below_100us / inference["+Inf"] if below_100us is not None else None
     inproc_avg = inference["_sum"] / inference["_count"]
+    large_p50 = bucket_quantile(inference_large, 0.5)
+    large_avg = inference_large["_sum"] / inference_large["_count"]
 
     d = DEFAULTS
     lines = [
@@ -663,6 +755,11 @@ def main() -> int:
         fmt_row("nginx fixed JSON", "wrk", predict["nginx"]),
         fmt_row("durable 100-point fits", "wrk", fit_http),
         fmt_row("raw LMDB durable commits, same size", "python-lmdb", raw),
+        fmt_row(
+            f"raw LMDB, {DEFAULTS.workers} processes × {DEFAULTS.threads} writer threads",
+            "python-lmdb",
+            raw_contended,
+        ),
         "",
         "## Ratios (same run, side by side)",
         "",
@@ -677,6 +774,11 @@ def main() -> int:
         (
             f"| durable fits/s (HTTP, 100 points) / raw LMDB commits/s | {ratio_fit:.2f} | "
             f"≥ 0.5 | {verdict(ratio_fit, 0.5)} |"
+        ),
+        (
+            "| durable fits/s (HTTP) / raw LMDB commits/s with the service's "
+            f"{DEFAULTS.workers}×{DEFAULTS.threads} writers | {ratio_contended:.2f} | "
+            "diagnostic | |"
         ),
         (
             f"| predict: {SCALE_SERIES:,} series / {SERIES:,} series | {ratio_scale:.2f} "
@@ -697,10 +799,13 @@ def main() -> int:
         (
             f"Worker RSS after {ROUNDS} rounds of random predicts over all series "
             f"(lru_size={d.lru_size:,} models per worker): "
-            f"{SCALE_SERIES:,} series: {', '.join(f'{x:.0f}' for x in rss_large)} MiB; "
-            f"{SERIES:,} series: {', '.join(f'{x:.0f}' for x in rss_small)} MiB. "
-            "(RSS counts the LMDB pages a worker has touched through its read-only map; "
-            "those are the shared page cache, not heap.)"
+            f"{SCALE_SERIES:,} series: RSS "
+            f"{', '.join(f'{r:.0f}' for r, _ in rss_large)} MiB, of which private "
+            f"(RssAnon: heap, LRU) {', '.join(f'{a:.0f}' for _, a in rss_large)} MiB; "
+            f"{SERIES:,} series: RSS {', '.join(f'{r:.0f}' for r, _ in rss_small)} MiB, "
+            f"private {', '.join(f'{a:.0f}' for _, a in rss_small)} MiB. The rest of "
+            "RSS is the LMDB file mapped read-only: page cache shared by all workers "
+            "and reclaimable, not memory the worker owns."
         ),
         "",
         "## Fit cost against size",
@@ -759,6 +864,9 @@ def main() -> int:
         f"(bucket {p99_lo * 1e6:.0f}–{p99_hi * 1e6:.0f} µs), mean {inproc_avg * 1e6:.0f} "
         "µs"
         + (f"; {share_100us:.1%} under 100 µs" if share_100us is not None else "")
+        + f". With {SCALE_SERIES:,} series: median ≈ {large_p50[0] * 1e6:.0f} µs "
+        f"(bucket {large_p50[1] * 1e6:.0f}–{large_p50[2] * 1e6:.0f} µs), mean "
+        f"{large_avg * 1e6:.0f} µs"
         + ". Under saturation this includes waiting for the GIL held by the worker's "
         f"other threads. /healthcheck over the whole run: {health['inference_latency_ms']}"
         " ms.",
