@@ -238,7 +238,7 @@ def test_reader_slots_survive_100_worker_kills(make_server):
     s = make_server()
     # A series with many versions: GET /series/{id} decodes them all inside one read
     # transaction, so a kill often lands while a worker holds a reader slot.
-    bodies = [fit_body(5, i) for i in range(300)]
+    bodies = [fit_body(5, i) for i in range(150)]
     with ThreadPoolExecutor(8) as pool:
         codes = list(
             pool.map(

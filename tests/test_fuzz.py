@@ -285,3 +285,48 @@ def test_openapi_contract(api_schema, live, method, path, mode):
             raise
 
     check()
+
+
+@pytest.fixture(scope="module")
+def guarded_live(tmp_path_factory):
+    from conftest import Server
+
+    s = Server(
+        tmp_path_factory.mktemp("fuzz-guarded") / "data",
+        env={"ANOMALYD_API_TOKEN": "fuzz-token"},
+    ).start()
+    yield s
+    assert s.stop() == 0
+
+
+@pytest.mark.parametrize("method, path", sorted(set(OPERATIONS) - NO_INPUTS))
+def test_openapi_contract_without_the_token(guarded_live, method, path):
+    """With a token configured, the document declares the 401s every route gives."""
+    headers = {"Authorization": "Bearer fuzz-token"}
+    document = schemathesis.openapi.from_url(
+        guarded_live.url + "/openapi.json", headers=headers
+    )
+    operation = document[path][method]
+
+    @settings(
+        max_examples=10,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=list(HealthCheck),
+        database=None,
+    )
+    @given(case=operation.as_strategy())
+    def check(case) -> None:
+        calls[f"{method} {path} (no token)"] += 1
+        response = case.call_and_validate(
+            base_url=guarded_live.url,
+            checks=[
+                not_a_server_error,
+                response_schema_conformance,
+                status_code_conformance,
+            ],
+            timeout=30,
+        )
+        assert response.status_code == 401
+
+    check()
