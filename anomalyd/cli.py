@@ -45,8 +45,9 @@ def _load(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
     if not os.access(data_dir, os.W_OK):
         raise SettingsError(f"setting data_dir = {found.data_dir!r}: not writable")
     token = read_token(found)
-    if token is not None:
+    if token is not None and token != found.api_token:
         found = msgspec.structs.replace(found, api_token=token)
+        sources["api_token"] = f"file {found.api_token_file}"
     return found, sources
 
 
