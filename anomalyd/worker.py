@@ -53,6 +53,14 @@ class DeadlineSocket(socket.socket):
             # (and a responder reading the body gets an OSError it answers with 408).
             raise NoMoreData(b"") from None
 
+    def sendall(self, data, flags: int = 0) -> None:
+        # The response gets the whole ``timeout`` to leave (Python counts a socket
+        # timeout over all of sendall), whatever was left of the reading deadline; a
+        # client that stops reading it is cut off then instead of holding the thread.
+        if self.gettimeout() != 0.0:
+            self.settimeout(CLIENT_TIMEOUT)
+        super().sendall(data, flags)
+
     def shutdown(self, how: int) -> None:
         # gunicorn closes "gracefully" in the worker's main thread, reading for up to
         # 2 s so the peer sees the last response. For a client that already stalled
