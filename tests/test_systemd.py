@@ -199,6 +199,9 @@ def test_exec_start_as_systemd_runs_it(installed_unit, unprivileged_base):
         assert series_versions(service.url, "unit-temp") == [first, second]
 
         assert service.stop() == 0, service.output()
+        # KillMode=mixed would SIGKILL stragglers: there must be none to kill.
+        with pytest.raises(ProcessLookupError):
+            os.killpg(service.proc.pid, 0)
         shutil.rmtree(unprivileged_base / "run/anomalyd")  # as systemd does at stop
 
         service = start()
