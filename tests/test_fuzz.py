@@ -232,7 +232,8 @@ def live(tmp_path_factory):
         assert s.post("/fit/sensor_01", body).ok
     yield s
     print(
-        f"\nschemathesis: {len(calls)} operations, {sum(calls.values())} examples, "
+        f"\nschemathesis: {len({label.split(' (')[0] for label in calls})} "
+        f"operations, {sum(calls.values())} examples, "
         f"{sum(failures.values())} failing: {dict(calls)}"
     )
     assert s.stop() == 0
