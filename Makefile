@@ -30,6 +30,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/record_latency.py
 	$(BIN)/python bench/healthcheck_p95.py
 
+# Not in CI: 10 minutes of mixed load (SOAK_SECONDS to change), memory/fds/readers.
+.PHONY: soak
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py
+
 # dist/anomalyd-<version>.pyz (shiv zipapp) and dist/anomalyd_<version>_amd64.deb.
 package: $(STAMP)
 	PYTHON=$(BIN)/python sh packaging/build_pyz.sh

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import subprocess
@@ -311,4 +312,28 @@ def test_stalled_clients_are_cut_off_without_stalling_others(small):
     )
     assert cut_after < 50
     # Closing them did not block a worker's main loop into a heartbeat timeout.
+    assert b"WORKER TIMEOUT" not in Path(s.log.name).read_bytes()
+
+
+def test_a_client_that_stops_reading_is_cut_off(make_server):
+    s = make_server(extra=["--timeout", "5"])
+    assert s.post("/fit/s", FIT).status_code == 200
+    n = 1_000_000
+    body = json.dumps({"timestamps": list(range(n)), "values": [0.5] * n}).encode()
+    with socket.create_connection(("127.0.0.1", s.port), timeout=60) as sock:
+        sock.sendall(
+            b"POST /predict/s/batch HTTP/1.1\r\nHost: t\r\n"
+            b"Content-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body) + body
+        )
+        time.sleep(10)  # the ~25 MB answer cannot leave within the 5 s timeout
+        received = 0
+        try:
+            while chunk := sock.recv(1 << 20):
+                received += len(chunk)
+        except ConnectionResetError:
+            pass
+    # The whole answer is about 26 MB; what arrived is what the kernel buffers held.
+    assert received < 20 * 1024 * 1024, received
+    assert s.get("/healthcheck").status_code == 200
     assert b"WORKER TIMEOUT" not in Path(s.log.name).read_bytes()
