@@ -370,7 +370,8 @@ class Store:
             problems.extend(f"models {k!r}: no training data" for k in points_used)
             for series_key, (first, last) in live.items():
                 for version in range(first or last + 1, last + 1):
-                    if txn.get(_version_key(series_key, version), db=self._models) is None:
+                    vkey = _version_key(series_key, version)
+                    if txn.get(vkey, db=self._models) is None:
                         problems.append(f"series {series_key!r}: v{version} missing")
             trained = sum(1 for first, _ in live.values() if first)
             raw = txn.get(b"series_trained", db=self._meta)
