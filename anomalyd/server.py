@@ -80,6 +80,8 @@ class Service(BaseApplication):
             "accesslog": None,
             "proc_name": "anomalyd",
             "worker_tmp_dir": self.runtime_dir,
+            # Under the runtime directory, so two services on one host never share it.
+            "control_socket": os.path.join(self.runtime_dir, "gunicorn.ctl"),
             "pre_fork": lambda arbiter, worker: self.pre_fork(arbiter.WORKERS, worker),
             "post_fork": lambda arbiter, worker: self.stats.use_worker_slot(
                 worker.anomalyd_slot
