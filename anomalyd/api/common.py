@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import falcon
+import msgspec
 
-from anomalyd.detectors import Model
+from anomalyd.detectors import MAD_TO_SIGMA, Model
 from anomalyd.errors import BadRequest
 from anomalyd.schemas import SERIES_ID_RE, VERSION_RE, ModelOut
 
@@ -79,19 +80,12 @@ def parse_version(req: falcon.Request) -> int | None:
 
 
 def model_out(model: Model) -> ModelOut:
-    out = ModelOut(
-        model.kind,
-        model.k,
-        model.direction,
-        model.center,
-        model.scale,
-        model.lower,
-        model.upper,
-    )
+    # ModelOut starts with Model's fields, in Model's order.
+    out = ModelOut(*msgspec.structs.astuple(model))
     if model.kind == "3sigma":
         out.mean, out.std = model.center, model.scale
     else:
-        out.median, out.mad = model.center, model.scale / 1.4826
+        out.median, out.mad = model.center, model.scale / MAD_TO_SIGMA
     return out
 
 

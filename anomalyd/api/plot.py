@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 
 import falcon
+import msgspec
 import pygal
 
 import anomalyd
@@ -39,13 +40,7 @@ def plot_etag(series_id: str, version: int, model: Model) -> str:
         pygal.__version__,
         series_id,
         version,
-        model.kind,
-        model.k,
-        model.direction,
-        model.center,
-        model.scale,
-        model.lower,
-        model.upper,
+        *msgspec.structs.astuple(model),
     )
     digest = hashlib.blake2b(repr(fields).encode(), digest_size=12).hexdigest()
     return f"v{version}-{digest}"
