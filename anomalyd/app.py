@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import falcon
 
@@ -50,7 +50,10 @@ class StatsMiddleware:
         where = self._where.get(key)
         if where is None:
             route = key[0] or "other"
-            where = (counter_of(route, key[1]), histogram_of(_TIMED.get((route, key[1]))))
+            where = (
+                counter_of(route, key[1]),
+                histogram_of(_TIMED.get((route, key[1]))),
+            )
             if len(self._where) < 256:  # clients choose the method: stay bounded
                 self._where[key] = where
         self._observe(where[0], where[1], resp.status_code, elapsed)

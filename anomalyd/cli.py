@@ -8,7 +8,8 @@ import sys
 
 import msgspec
 
-from anomalyd import __version__, settings as settings_module
+from anomalyd import __version__
+from anomalyd import settings as settings_module
 from anomalyd.auth import read_token, warn_if_open
 from anomalyd.settings import HELP, Settings, SettingsError, flag_name
 
@@ -17,7 +18,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anomalyd", description="Anomaly detection for time series over HTTP."
     )
-    parser.add_argument("--version", action="version", version=f"anomalyd {__version__}")
+    parser.add_argument(
+        "--version", action="version", version=f"anomalyd {__version__}"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the HTTP service (gunicorn)")
     check = commands.add_parser("check-config", help="print the effective settings")

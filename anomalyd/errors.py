@@ -33,7 +33,9 @@ class Unprocessable(falcon.HTTPUnprocessableEntity):
         super().__init__(title="Unprocessable request", description=description)
 
 
-def _serialize(req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError) -> None:
+def _serialize(
+    req: falcon.Request, resp: falcon.Response, exc: falcon.HTTPError
+) -> None:
     description = exc.description or _DEFAULT_DESCRIPTIONS.get(
         exc.status_code, exc.title
     )
@@ -46,7 +48,9 @@ def _not_found(req, resp, exc, params):
 
 
 def _store_full(req, resp, exc, params):
-    raise falcon.HTTPError(falcon.HTTP_507, title="Insufficient storage", description=str(exc))
+    raise falcon.HTTPError(
+        falcon.HTTP_507, title="Insufficient storage", description=str(exc)
+    )
 
 
 def _corrupt(req, resp, exc, params):

@@ -134,7 +134,7 @@ def parse_timestamp(raw: int | str) -> int:
                 f"got {raw[:40]!r}"
             ) from None
         if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.timezone.utc)
+            moment = moment.replace(tzinfo=dt.UTC)
         seconds = int(moment.timestamp())
     if not 0 <= seconds <= MAX_TIMESTAMP:
         raise ValueError(f"$.timestamp must be between 0 and {MAX_TIMESTAMP}")

@@ -22,9 +22,9 @@ class SettingsError(Exception):
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    bind: Annotated[str, msgspec.Meta(pattern=r"^(unix:.+|\[?[^\s\[\]]*\]?:\d{1,5})$")] = (
-        "127.0.0.1:8000"
-    )
+    bind: Annotated[
+        str, msgspec.Meta(pattern=r"^(unix:.+|\[?[^\s\[\]]*\]?:\d{1,5})$")
+    ] = "127.0.0.1:8000"
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     worker_class: Literal["gthread", "sync"] = "gthread"
     threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
@@ -89,8 +89,8 @@ def load(
     if environ.get("STATE_DIRECTORY"):
         sources["data_dir"] = "$STATE_DIRECTORY"
 
-    config_file = (flags or {}).get("config") or environ.get(env_name("config")) or (
-        config_file
+    config_file = (
+        (flags or {}).get("config") or environ.get(env_name("config")) or (config_file)
     )
     if config_file:
         try:
@@ -100,7 +100,9 @@ def load(
             raise SettingsError(f"config file {config_file}: {exc}") from None
         for key, value in table.items():
             if key not in values:
-                raise SettingsError(f"config file {config_file}: unknown setting {key!r}")
+                raise SettingsError(
+                    f"config file {config_file}: unknown setting {key!r}"
+                )
             values[key] = value
             sources[key] = f"file {config_file}"
     for field in values:

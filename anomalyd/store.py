@@ -229,7 +229,9 @@ class Store:
             raise SeriesNotFound(f"series {series_id!r} is not known (it was deleted)")
         return first, last
 
-    def _resolve(self, txn: lmdb.Transaction, series_id: str, version: int | None) -> int:
+    def _resolve(
+        self, txn: lmdb.Transaction, series_id: str, version: int | None
+    ) -> int:
         first, last = self._live_range(txn, series_id)
         if version is None:
             return last
@@ -251,7 +253,9 @@ class Store:
             key = (series_id, version)
             model = self.cache.get(key)
             if model is None:
-                raw = txn.get(_version_key(series_id.encode(), version), db=self._models)
+                raw = txn.get(
+                    _version_key(series_id.encode(), version), db=self._models
+                )
                 model = _decode_record(raw, series_id, version).model
                 self.cache.put(key, model)
         return version, model
@@ -298,9 +302,9 @@ class Store:
             values = np.frombuffer(raw, dtype="<f8", count=n, offset=8 * n).copy()
         return version, record, timestamps, values
 
-    def list_series(self, limit: int, after: str | None) -> tuple[
-        list[tuple[str, int, int]], str | None
-    ]:
+    def list_series(
+        self, limit: int, after: str | None
+    ) -> tuple[list[tuple[str, int, int]], str | None]:
         """Up to ``limit`` live series after ``after`` in id order: (id, latest, count)."""
         page: list[tuple[str, int, int]] = []
         with self.env.begin() as txn:

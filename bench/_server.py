@@ -11,6 +11,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+from typing import Self
 
 
 def free_port() -> int:
@@ -27,11 +28,22 @@ class Anomalyd:
         self.url = f"http://127.0.0.1:{self.port}"
         self.flags = flags
 
-    def __enter__(self) -> "Anomalyd":
+    def __enter__(self) -> Self:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "anomalyd", "serve", "--bind",
-             f"127.0.0.1:{self.port}", "--data-dir", self.data_dir, *self.flags],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "anomalyd",
+                "serve",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--data-dir",
+                self.data_dir,
+                *self.flags,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
         )
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:

@@ -15,7 +15,6 @@ import threading
 import time
 
 import requests
-
 from _server import Anomalyd
 
 SECONDS = 4.0
@@ -38,8 +37,10 @@ def fast_client(url: str, until: float, out: list) -> None:
 
 def slow_client(port: int, until: float) -> None:
     with socket.create_connection(("127.0.0.1", port)) as sock:
-        sock.sendall(b"POST /predict/p HTTP/1.1\r\nHost: x\r\nContent-Type: "
-                     b"application/json\r\nContent-Length: %d\r\n\r\n" % len(BODY))
+        sock.sendall(
+            b"POST /predict/p HTTP/1.1\r\nHost: x\r\nContent-Type: "
+            b"application/json\r\nContent-Length: %d\r\n\r\n" % len(BODY)
+        )
         for byte in BODY:
             if time.monotonic() > until:
                 break
@@ -52,17 +53,23 @@ def slow_client(port: int, until: float) -> None:
 
 def run(worker_class: str, slow: int) -> tuple[float, float]:
     with Anomalyd("--worker-class", worker_class) as server:
-        requests.post(server.url + "/fit/p", json={"timestamps": [1, 2, 3],
-                                                   "values": [1.0, 2.0, 4.0]})
+        requests.post(
+            server.url + "/fit/p",
+            json={"timestamps": [1, 2, 3], "values": [1.0, 2.0, 4.0]},
+        )
         until = time.monotonic() + SECONDS
-        threads = [threading.Thread(target=slow_client, args=(server.port, until))
-                   for _ in range(slow)]
+        threads = [
+            threading.Thread(target=slow_client, args=(server.port, until))
+            for _ in range(slow)
+        ]
         for t in threads:
             t.start()
         time.sleep(0.2)
         out: list = []
-        fast = [threading.Thread(target=fast_client, args=(server.url, until, out))
-                for _ in range(4)]
+        fast = [
+            threading.Thread(target=fast_client, args=(server.url, until, out))
+            for _ in range(4)
+        ]
         for t in fast:
             t.start()
         for t in fast + threads:

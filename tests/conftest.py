@@ -25,8 +25,13 @@ def free_port() -> int:
 class Server:
     """One ``anomalyd serve`` process group, started and stopped by the test."""
 
-    def __init__(self, data_dir: Path, workers: int = 2, extra: list[str] | None = None,
-                 env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        workers: int = 2,
+        extra: list[str] | None = None,
+        env: dict[str, str] | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.workers = workers
         self.extra = extra or []
@@ -36,15 +41,28 @@ class Server:
         self.proc: subprocess.Popen | None = None
         self.session = requests.Session()
 
-    def start(self, timeout: float = 30.0) -> "Server":
+    def start(self, timeout: float = 30.0) -> Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALYD_")}
         env.update(self.env)
-        self.log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")
+        # Open for the server's lifetime; closed in stop().
+        self.log = open(self.data_dir.parent / f"server-{self.port}.log", "ab")  # noqa: SIM115
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "anomalyd", "serve", "--bind",
-             f"127.0.0.1:{self.port}", "--workers", str(self.workers),
-             "--data-dir", str(self.data_dir), *self.extra],
-            stdout=self.log, stderr=subprocess.STDOUT, env=env,
+            [
+                sys.executable,
+                "-m",
+                "anomalyd",
+                "serve",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--workers",
+                str(self.workers),
+                "--data-dir",
+                str(self.data_dir),
+                *self.extra,
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            env=env,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
@@ -65,8 +83,12 @@ class Server:
             time.sleep(0.05)
 
     def worker_pids(self) -> list[int]:
-        out = subprocess.run(["pgrep", "-P", str(self.proc.pid)], capture_output=True,
-                             text=True).stdout
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)],
+            check=False,
+            capture_output=True,
+            text=True,
+        ).stdout
         return [int(p) for p in out.split()]
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int | None:

@@ -20,8 +20,15 @@ ROOT = Path(__file__).resolve().parent.parent
 def run(*args, env=None, cwd=None):
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALYD_")}
     clean.pop("STATE_DIRECTORY", None)
-    return subprocess.run([sys.executable, "-m", "anomalyd", *args], capture_output=True,
-                          text=True, env=clean | (env or {}), cwd=cwd, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "anomalyd", *args],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=clean | (env or {}),
+        cwd=cwd,
+        timeout=60,
+    )
 
 
 def test_version():
@@ -31,9 +38,17 @@ def test_version():
 
 def test_precedence_flag_over_env_over_file_over_default(tmp_path):
     config = tmp_path / "anomalyd.toml"
-    config.write_text('workers = 3\nthreads = 5\nlru_size = 7\n')
-    r = run("check-config", "--config", str(config), "--workers", "4",
-            "--data-dir", str(tmp_path / "d"), env={"ANOMALYD_THREADS": "6"})
+    config.write_text("workers = 3\nthreads = 5\nlru_size = 7\n")
+    r = run(
+        "check-config",
+        "--config",
+        str(config),
+        "--workers",
+        "4",
+        "--data-dir",
+        str(tmp_path / "d"),
+        env={"ANOMALYD_THREADS": "6"},
+    )
     assert r.returncode == 0, r.stderr
     lines = dict(line.split(" = ", 1) for line in r.stdout.splitlines())
     assert lines["workers"] == "4  # flag --workers"
@@ -75,8 +90,10 @@ def test_sigterm_stops_the_whole_service_cleanly(make_server):
     assert s.post("/fit/t", {"timestamps": [1, 2, 3], "values": [1, 2, 4]}).ok
     assert s.stop(signal.SIGTERM) == 0
     for pid in workers:
-        assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(
-            f"/proc/{pid}/status").read_text()
+        assert (
+            not Path(f"/proc/{pid}").exists()
+            or "zombie" in Path(f"/proc/{pid}/status").read_text()
+        )
 
 
 def test_every_setting_is_documented():

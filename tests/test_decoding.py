@@ -16,13 +16,28 @@ def test_fit_request_decodes_with_default_detector():
 @pytest.mark.parametrize(
     "body, message",
     [
-        (b'{"timestamps": [1], "values": ["a"]}', r"Expected `float`, got `str` - at `\$.values\[0\]`"),
-        (b'{"timestamps": [1, -2], "values": [1, 2]}', r">= 0 - at `\$.timestamps\[1\]`"),
-        (b'{"timestamps": [1], "values": [1e999]}', r"Number out of range - at `\$.values\[0\]`"),
+        (
+            b'{"timestamps": [1], "values": ["a"]}',
+            r"Expected `float`, got `str` - at `\$.values\[0\]`",
+        ),
+        (
+            b'{"timestamps": [1, -2], "values": [1, 2]}',
+            r">= 0 - at `\$.timestamps\[1\]`",
+        ),
+        (
+            b'{"timestamps": [1], "values": [1e999]}',
+            r"Number out of range - at `\$.values\[0\]`",
+        ),
         (b'{"timestamps": [1], "values": [1], "extra": 1}', "unknown field `extra`"),
         (b'{"timestamps": [1]}', "missing required field `values`"),
-        (b'{"timestamps": [1], "values": [1], "detector": {"kind": "x"}}', r"\$.detector.kind"),
-        (b'{"timestamps": [1], "values": [1], "detector": {"direction": 1}}', r"\$.detector.direction"),
+        (
+            b'{"timestamps": [1], "values": [1], "detector": {"kind": "x"}}',
+            r"\$.detector.kind",
+        ),
+        (
+            b'{"timestamps": [1], "values": [1], "detector": {"direction": 1}}',
+            r"\$.detector.direction",
+        ),
         (b'{"timestamps": [1.5], "values": [1]}', r"\$.timestamps\[0\]"),
     ],
 )

@@ -14,8 +14,10 @@ FIT = {"timestamps": [1694336400, 1694336460, 1694336520], "values": [42.5, 43.1
 
 
 def fit_body(values, start=1694336400, **detector):
-    body = {"timestamps": [start + 60 * i for i in range(len(values))],
-            "values": list(values)}
+    body = {
+        "timestamps": [start + 60 * i for i in range(len(values))],
+        "values": list(values),
+    }
     if detector:
         body["detector"] = detector
     return body
@@ -54,16 +56,21 @@ def test_fit_then_predict_baseline(server):
     assert p["anomaly"] is True and p["model_version"] == "v1"
     assert p["threshold"] == model["upper"]
     assert p["score"] == pytest.approx((55.0 - np.mean(values)) / np.std(values))
-    on_bound = server.post("/predict/sensor_01", {"timestamp": 1, "value": model["upper"]})
+    on_bound = server.post(
+        "/predict/sensor_01", {"timestamp": 1, "value": model["upper"]}
+    )
     assert on_bound.json()["anomaly"] is False
-    iso = server.post("/predict/sensor_01",
-                      {"timestamp": "2023-09-10T09:04:00Z", "value": 42.0})
+    iso = server.post(
+        "/predict/sensor_01", {"timestamp": "2023-09-10T09:04:00Z", "value": 42.0}
+    )
     assert iso.json()["anomaly"] is False
 
 
 def test_robust_both_and_versions(server):
     values = [10, 11, 9, 10, 12, 8, 10, 50]
-    r = server.post("/fit/robust_1", fit_body(values, kind="robust", k=2.0, direction="both"))
+    r = server.post(
+        "/fit/robust_1", fit_body(values, kind="robust", k=2.0, direction="both")
+    )
     assert r.status_code == 200, r.text
     m = r.json()["model"]
     median = np.median(values)
@@ -74,19 +81,27 @@ def test_robust_both_and_versions(server):
     low = server.post("/predict/robust_1", {"timestamp": 5, "value": -100}).json()
     assert low["anomaly"] is True and low["threshold"] == m["lower"]
     # A second version; the first still answers when asked for.
-    assert server.post("/fit/robust_1", fit_body([1, 2, 3, 4])).json()["version"] == "v2"
+    assert (
+        server.post("/fit/robust_1", fit_body([1, 2, 3, 4])).json()["version"] == "v2"
+    )
     for q in ("v1", "1"):
         r = server.post(f"/predict/robust_1?version={q}", {"timestamp": 5, "value": 10})
         assert r.json()["model_version"] == "v1"
-    assert server.post("/predict/robust_1", {"timestamp": 5, "value": 1}).json()[
-        "model_version"] == "v2"
+    assert (
+        server.post("/predict/robust_1", {"timestamp": 5, "value": 1}).json()[
+            "model_version"
+        ]
+        == "v2"
+    )
 
 
 def test_unsorted_timestamps_are_accepted_and_batch_predicts_in_order(server):
     body = {"timestamps": [30, 10, 20, 40], "values": [3.0, 1.0, 2.0, 4.0]}
     assert server.post("/fit/unsorted", body).status_code == 200
-    r = server.post("/predict/unsorted/batch",
-                    {"timestamps": [1, 2, 3], "values": [100.0, 2.5, -100.0]})
+    r = server.post(
+        "/predict/unsorted/batch",
+        {"timestamps": [1, 2, 3], "values": [100.0, 2.5, -100.0]},
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["model_version"] == "v1"
@@ -104,8 +119,11 @@ def test_series_listing_paging_detail_and_delete(server):
         params = {"limit": 3} | ({"after": after} if after else {})
         page = server.get("/series", params=params).json()
         seen += [s["series_id"] for s in page["series"]]
-        assert all(s["latest"] == "v1" and s["versions"] == 1
-                   for s in page["series"] if s["series_id"].startswith("page."))
+        assert all(
+            s["latest"] == "v1" and s["versions"] == 1
+            for s in page["series"]
+            if s["series_id"].startswith("page.")
+        )
         after = page["next"]
         if after is None:
             break
@@ -129,8 +147,11 @@ def test_series_listing_paging_detail_and_delete(server):
     assert "page.00" not in [s["series_id"] for s in listed]
     # The version counter survives: a refit continues from v3, never reusing v1/v2.
     assert server.post("/fit/page.00", FIT).json()["version"] == "v3"
-    assert_error(server.post("/predict/page.00?version=v1", {"timestamp": 1, "value": 1}),
-                 404, "v1")
+    assert_error(
+        server.post("/predict/page.00?version=v1", {"timestamp": 1, "value": 1}),
+        404,
+        "v1",
+    )
     assert server.get("/series/page.00").json()["versions"][0]["version"] == "v3"
 
 
@@ -160,14 +181,34 @@ def test_fit_400_not_json(server, body, words):
         ({"timestamps": [1, 2], "values": [1, 2]}, ["min_points=3"]),
         ({"timestamps": [1, 2, 3], "values": [4, 4, 4]}, ["standard deviation is 0"]),
         ({"timestamps": [1, -2, 3], "values": [1, 2, 3]}, ["$.timestamps[1]"]),
-        ({"timestamps": [1, 2, 3], "values": [1, 2, 3], "detector": {"k": 0}},
-         ["$.detector.k"]),
-        ({"timestamps": [1, 2, 3], "values": [1, 2, 3], "detector": {"kind": "lstm"}},
-         ["$.detector.kind"]),
-        ({"timestamps": [1, 2, 3], "values": [1, 2, 3], "detector": {"direction": "up"}},
-         ["$.detector.direction"]),
-        ({"timestamps": [1, 2, 3, 4], "values": [5, 5, 5, 9], "detector": {"kind": "robust"}},
-         ["median absolute deviation"]),
+        (
+            {"timestamps": [1, 2, 3], "values": [1, 2, 3], "detector": {"k": 0}},
+            ["$.detector.k"],
+        ),
+        (
+            {
+                "timestamps": [1, 2, 3],
+                "values": [1, 2, 3],
+                "detector": {"kind": "lstm"},
+            },
+            ["$.detector.kind"],
+        ),
+        (
+            {
+                "timestamps": [1, 2, 3],
+                "values": [1, 2, 3],
+                "detector": {"direction": "up"},
+            },
+            ["$.detector.direction"],
+        ),
+        (
+            {
+                "timestamps": [1, 2, 3, 4],
+                "values": [5, 5, 5, 9],
+                "detector": {"kind": "robust"},
+            },
+            ["median absolute deviation"],
+        ),
     ],
 )
 def test_fit_422(server, body, words):
@@ -175,8 +216,10 @@ def test_fit_422(server, body, words):
 
 
 def test_fit_422_non_finite(server):
-    r = server.session.post(server.url + "/fit/bad",
-                            data=b'{"timestamps": [1, 2, 3], "values": [1, 1e999, 3]}')
+    r = server.session.post(
+        server.url + "/fit/bad",
+        data=b'{"timestamps": [1, 2, 3], "values": [1, 1e999, 3]}',
+    )
     assert_error(r, 422, "$.values[1]")
     # Nothing was stored by any refused fit.
     assert_error(server.get("/series/bad"), 404)
@@ -189,26 +232,42 @@ def test_bad_series_id_and_version(server):
     for q in ("abc", "v", "-1", "", "v0", "0", "1.5"):
         r = server.post(f"/predict/okid?version={q}", {"timestamp": 1, "value": 1})
         assert_error(r, 400, "version")
-    assert_error(server.post("/predict/okid?version=v99", {"timestamp": 1, "value": 1}),
-                 404, "v99")
-    assert_error(server.post("/predict/nope", {"timestamp": 1, "value": 1}), 404, "nope")
-    assert_error(server.post("/predict/nope/batch", {"timestamps": [1], "values": [1]}),
-                 404, "nope")
+    assert_error(
+        server.post("/predict/okid?version=v99", {"timestamp": 1, "value": 1}),
+        404,
+        "v99",
+    )
+    assert_error(
+        server.post("/predict/nope", {"timestamp": 1, "value": 1}), 404, "nope"
+    )
+    assert_error(
+        server.post("/predict/nope/batch", {"timestamps": [1], "values": [1]}),
+        404,
+        "nope",
+    )
 
 
 def test_predict_errors(server):
     server.post("/fit/perr", FIT)
     assert_error(server.session.post(server.url + "/predict/perr", data=b"x"), 400)
     assert_error(server.post("/predict/perr", {"timestamp": 1}), 422, "value")
-    assert_error(server.post("/predict/perr", {"timestamp": 1, "value": "hot"}), 422,
-                 "$.value")
-    assert_error(server.post("/predict/perr", {"timestamp": "soon", "value": 1}), 422,
-                 "$.timestamp")
-    r = server.session.post(server.url + "/predict/perr",
-                            data=b'{"timestamp": 1, "value": 1e999}')
+    assert_error(
+        server.post("/predict/perr", {"timestamp": 1, "value": "hot"}), 422, "$.value"
+    )
+    assert_error(
+        server.post("/predict/perr", {"timestamp": "soon", "value": 1}),
+        422,
+        "$.timestamp",
+    )
+    r = server.session.post(
+        server.url + "/predict/perr", data=b'{"timestamp": 1, "value": 1e999}'
+    )
     assert_error(r, 422, "$.value")
-    assert_error(server.post("/predict/perr/batch", {"timestamps": [1], "values": [1, 2]}),
-                 422, "same length")
+    assert_error(
+        server.post("/predict/perr/batch", {"timestamps": [1], "values": [1, 2]}),
+        422,
+        "same length",
+    )
 
 
 def test_405_404_and_limits(server):
@@ -244,8 +303,13 @@ def test_million_point_fit_under_default_limit(server):
     rng = np.random.default_rng(3)
     values = rng.normal(70, 5, n)
     ts = np.arange(1_600_000_000, 1_600_000_000 + 60 * n, 60)
-    body = b'{"timestamps":[' + ",".join(map(str, ts.tolist())).encode() + \
-        b'],"values":[' + ",".join(map(repr, values.tolist())).encode() + b"]}"
+    body = (
+        b'{"timestamps":['
+        + ",".join(map(str, ts.tolist())).encode()
+        + b'],"values":['
+        + ",".join(map(repr, values.tolist())).encode()
+        + b"]}"
+    )
     assert len(body) < 64 * 1024 * 1024
     r = server.session.post(server.url + "/fit/million", data=body, timeout=120)
     assert r.status_code == 200, r.text
@@ -260,7 +324,9 @@ def test_million_point_fit_under_default_limit(server):
 def test_40_concurrent_fits_get_v1_to_v40(server):
     def one(i):
         with requests.Session() as s:  # own connection: spread over both workers
-            r = s.post(server.url + "/fit/race", json=fit_body([1, 2, 3 + i]), timeout=60)
+            r = s.post(
+                server.url + "/fit/race", json=fit_body([1, 2, 3 + i]), timeout=60
+            )
             assert r.status_code == 200, r.text
             return r.json()["version"]
 
@@ -272,10 +338,13 @@ def test_40_concurrent_fits_get_v1_to_v40(server):
 def test_predict_after_fit_sees_new_version_on_any_worker(server):
     fitter, predictors = requests.Session(), [requests.Session() for _ in range(4)]
     for i in range(1, 101):
-        r = fitter.post(server.url + "/fit/fresh", json=fit_body([1, 2, 3 + i]), timeout=60)
+        r = fitter.post(
+            server.url + "/fit/fresh", json=fit_body([1, 2, 3 + i]), timeout=60
+        )
         assert r.json()["version"] == f"v{i}"
-        p = predictors[i % 4].post(server.url + "/predict/fresh",
-                                   json={"timestamp": 1, "value": 1}, timeout=60)
+        p = predictors[i % 4].post(
+            server.url + "/predict/fresh", json={"timestamp": 1, "value": 1}, timeout=60
+        )
         assert p.json()["model_version"] == f"v{i}"
 
 
@@ -290,8 +359,11 @@ def test_sigkill_loses_nothing_acknowledged(make_server, tmp_path):
             while not stop.is_set():
                 sid = f"dur{k}.{rng.integers(3)}"
                 try:
-                    r = sess.post(s.url + f"/fit/{sid}",
-                                  json=fit_body(rng.normal(0, 1, 20).tolist()), timeout=10)
+                    r = sess.post(
+                        s.url + f"/fit/{sid}",
+                        json=fit_body(rng.normal(0, 1, 20).tolist()),
+                        timeout=10,
+                    )
                 except requests.RequestException:
                     return
                 if r.status_code == 200:
@@ -310,7 +382,10 @@ def test_sigkill_loses_nothing_acknowledged(make_server, tmp_path):
 
     again = make_server(data_dir=s.data_dir)
     for (sid, version), model in acknowledged.items():
-        got = {v["version"]: v["model"] for v in again.get(f"/series/{sid}").json()["versions"]}
+        got = {
+            v["version"]: v["model"]
+            for v in again.get(f"/series/{sid}").json()["versions"]
+        }
         assert got[version] == model
 
 
@@ -329,5 +404,8 @@ def test_non_ascii_digits_are_a_400_not_a_500(server):
     # "²".isdigit() is True in Python, int("²") is not.
     assert_error(server.get("/series", params={"limit": "²"}), 400, "limit")
     server.post("/fit/digits", FIT)
-    assert_error(server.post("/predict/digits", {"timestamp": "²", "value": 1}), 422,
-                 "$.timestamp")
+    assert_error(
+        server.post("/predict/digits", {"timestamp": "²", "value": 1}),
+        422,
+        "$.timestamp",
+    )

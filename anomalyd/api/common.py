@@ -97,7 +97,9 @@ def parse_page(req: falcon.Request, default: int) -> tuple[int, str | None]:
     raw = req.get_param("limit") or str(default)
     # isascii: "²".isdigit() is True but int("²") fails.
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
-        raise BadRequest(f"limit must be an integer from 1 to {MAX_PAGE}, got {raw[:20]!r}")
+        raise BadRequest(
+            f"limit must be an integer from 1 to {MAX_PAGE}, got {raw[:20]!r}"
+        )
     after = req.get_param("after")
     if after is not None:
         check_series_id(after)

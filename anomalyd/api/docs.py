@@ -16,9 +16,9 @@ import msgspec
 
 import anomalyd
 from anomalyd import schemas
+from anomalyd.api.common import MAX_PAGE
 from anomalyd.api.health import Health
 from anomalyd.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
-from anomalyd.api.common import MAX_PAGE
 
 _REF = "#/components/schemas/{name}"
 _BODY_TYPES = (

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Callable
+from collections.abc import Callable
 
 import falcon
 import numpy as np
@@ -34,14 +34,17 @@ def decode_training_data(
 
 
 class FitResource:
-    def __init__(self, store: Store, min_points: int, max_body: int,
-                 clock: Callable[[], float]) -> None:
+    def __init__(
+        self, store: Store, min_points: int, max_body: int, clock: Callable[[], float]
+    ) -> None:
         self._store = store
         self._min_points = min_points
         self._max_body = max_body
         self._clock = clock
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, series_id: str) -> None:
+    def on_post(
+        self, req: falcon.Request, resp: falcon.Response, series_id: str
+    ) -> None:
         check_series_id(series_id)
         body = read_body(req, self._max_body)
         request, timestamps, values = decode_training_data(
@@ -49,13 +52,15 @@ class FitResource:
         )
         model = detectors.fit(values, request.detector)
         created_at = self._clock()
-        version = self._store.add_version(series_id, model, timestamps, values, created_at)
+        version = self._store.add_version(
+            series_id, model, timestamps, values, created_at
+        )
         resp.data = schemas.encoder.encode(
             schemas.FitResponse(
                 series_id,
                 schemas.version_label(version),
                 int(values.shape[0]),
                 model_out(model),
-                dt.datetime.fromtimestamp(created_at, dt.timezone.utc),
+                dt.datetime.fromtimestamp(created_at, dt.UTC),
             )
         )

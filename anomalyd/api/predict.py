@@ -22,7 +22,9 @@ class PredictResource:
         self._model = store.model
         self._max_body = max_body
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, series_id: str) -> None:
+    def on_post(
+        self, req: falcon.Request, resp: falcon.Response, series_id: str
+    ) -> None:
         check_series_id(series_id)
         point = _decode_point(read_body(req, self._max_body))
         value = point.value
@@ -42,7 +44,9 @@ class BatchPredictResource:
         self._store = store
         self._max_body = max_body
 
-    def on_post(self, req: falcon.Request, resp: falcon.Response, series_id: str) -> None:
+    def on_post(
+        self, req: falcon.Request, resp: falcon.Response, series_id: str
+    ) -> None:
         check_series_id(series_id)
         body = read_body(req, self._max_body)
         _, _, values = decode_training_data(body, schemas.batch_decoder, 1)

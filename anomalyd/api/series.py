@@ -8,8 +8,9 @@ from anomalyd import schemas
 from anomalyd.api.common import check_series_id, model_out, parse_page
 from anomalyd.store import Store
 
+
 def _utc(seconds: float) -> dt.datetime:
-    return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
+    return dt.datetime.fromtimestamp(seconds, dt.UTC)
 
 
 class SeriesCollection:
@@ -30,7 +31,9 @@ class SeriesItem:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, series_id: str) -> None:
+    def on_get(
+        self, req: falcon.Request, resp: falcon.Response, series_id: str
+    ) -> None:
         check_series_id(series_id)
         versions = self._store.versions(series_id)
         resp.data = schemas.encoder.encode(
@@ -46,7 +49,9 @@ class SeriesItem:
             )
         )
 
-    def on_delete(self, req: falcon.Request, resp: falcon.Response, series_id: str) -> None:
+    def on_delete(
+        self, req: falcon.Request, resp: falcon.Response, series_id: str
+    ) -> None:
         check_series_id(series_id)
         deleted = self._store.delete_series(series_id)
         resp.data = schemas.encoder.encode(schemas.DeleteResponse(series_id, deleted))
