@@ -298,3 +298,16 @@ def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def dpkg(*args: str) -> subprocess.CompletedProcess:
+    """dpkg, waiting out another apt/dpkg run holding the lock."""
+    deadline = time.monotonic() + 300
+    while True:
+        done = subprocess.run(
+            ["dpkg", *args], check=False, capture_output=True, text=True
+        )
+        if "lock" not in done.stderr or time.monotonic() > deadline:
+            assert done.returncode == 0, done.stdout + done.stderr
+            return done
+        time.sleep(2)

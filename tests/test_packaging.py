@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 import tomllib
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from shipping import (
     VERSION,
     Service,
     build,
+    dpkg,
     round_trip,
     series_versions,
     unit_service,
@@ -37,19 +37,6 @@ def artifacts(tmp_path_factory) -> tuple[Path, Path]:
     if missing:
         pytest.skip(f"{', '.join(missing)} not installed (.ci/run installs them)")
     return build(tmp_path_factory)
-
-
-def dpkg(*args: str) -> subprocess.CompletedProcess:
-    """dpkg, waiting out another apt/dpkg run holding the lock."""
-    deadline = time.monotonic() + 300
-    while True:
-        done = subprocess.run(
-            ["dpkg", *args], check=False, capture_output=True, text=True
-        )
-        if "lock" not in done.stderr or time.monotonic() > deadline:
-            assert done.returncode == 0, done.stdout + done.stderr
-            return done
-        time.sleep(2)
 
 
 def installed() -> bool:

@@ -30,6 +30,7 @@ from shipping import (
     UNIT,
     Service,
     build,
+    dpkg,
     harden,
     mdwe_supported,
     round_trip,
@@ -43,18 +44,6 @@ needs_analyze = pytest.mark.skipif(
     shutil.which("systemd-analyze") is None,
     reason="systemd-analyze not installed (.ci/run installs systemd)",
 )
-
-
-def _dpkg(*args: str) -> None:
-    deadline = time.monotonic() + 300
-    while True:
-        done = subprocess.run(
-            ["dpkg", *args], check=False, capture_output=True, text=True
-        )
-        if "lock" not in done.stderr or time.monotonic() > deadline:
-            assert done.returncode == 0, done.stdout + done.stderr
-            return
-        time.sleep(2)
 
 
 @pytest.fixture(scope="module")
@@ -73,11 +62,11 @@ def installed_unit(tmp_path_factory) -> str:
     if status.endswith(" installed"):
         pytest.skip("anomalyd is already installed on this host: not touched")
     _, deb = build(tmp_path_factory)
-    _dpkg("-i", str(deb))
+    dpkg("-i", str(deb))
     try:
         yield INSTALLED_UNIT.read_text()
     finally:
-        _dpkg("--purge", PACKAGE)
+        dpkg("--purge", PACKAGE)
 
 
 @pytest.fixture
