@@ -63,7 +63,7 @@ def fill(
                     )
                     key = series_id(i).encode()
                     vkey = schema.version_key(key, 1)
-                    txn.put(key, pack_series(1, 1, 1), db=store._series)
+                    txn.put(key, pack_series(1, 1, 1, 1), db=store._series)
                     txn.put(
                         vkey,
                         encode(VersionRecord(model, points, created_at)),

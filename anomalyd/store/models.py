@@ -124,17 +124,19 @@ class Store(StoreBase):
         with self.write(need_bytes=need) as txn:
             raw = txn.get(key, db=self._series)
             if raw is not None:
-                counter, first, _ = SERIES.unpack(raw)
+                counter, first, _, count = SERIES.unpack(raw)
             else:
                 retired = txn.get(key, db=self._retired)
                 counter = RETIRED.unpack(retired)[0] if retired is not None else 0
                 if retired is not None:
                     txn.delete(key, db=self._retired)
-                first = 0
+                first = count = 0
                 self._add_to_counter(txn, 1)
             version = counter + 1
             txn.put(
-                key, SERIES.pack(version, first or version, version), db=self._series
+                key,
+                SERIES.pack(version, first or version, version, count + 1),
+                db=self._series,
             )
             vkey = version_key(key, version)
             txn.put(vkey, record, db=self._models)
@@ -151,8 +153,9 @@ class Store(StoreBase):
             raw = txn.get(key, db=self._series)
             if raw is None:
                 raise SeriesNotFound(f"series {series_id!r} is not known")
-            counter, first, last = SERIES.unpack(raw)
-            for version in range(first, last + 1):
+            counter = SERIES.unpack(raw)[0]
+            versions = schema.live_versions(txn, self._models, key)
+            for version in versions:
                 vkey = version_key(key, version)
                 txn.delete(vkey, db=self._models)
                 txn.delete(vkey, db=self._points)
@@ -160,7 +163,7 @@ class Store(StoreBase):
             txn.delete(key, db=self._series)
             txn.put(key, RETIRED.pack(counter), db=self._retired)
             self._add_to_counter(txn, -1)
-        return last - first + 1
+        return len(versions)
 
     def _add_to_counter(self, txn: lmdb.Transaction, delta: int) -> None:
         raw = txn.get(b"series_trained", db=self._meta)
@@ -173,7 +176,7 @@ class Store(StoreBase):
         raw = txn.get(series_id.encode(), db=self._series)
         if raw is None:
             raise SeriesNotFound(f"series {series_id!r} is not known")
-        _, first, last = SERIES.unpack(raw)
+        _, first, last, _ = SERIES.unpack(raw)
         return first, last
 
     def _resolve(
@@ -182,10 +185,13 @@ class Store(StoreBase):
         first, last = self._live_range(txn, series_id)
         if version is None:
             return last
-        if not first <= version <= last:
+        if not first <= version <= last or (
+            # A restore may leave gaps (rolled-back numbers) between first and last.
+            txn.get(version_key(series_id.encode(), version), db=self._models) is None
+        ):
             raise VersionNotFound(
                 f"series {series_id!r} has no version v{version} "
-                f"(live versions: v{first}..v{last})"
+                f"(its versions: v{first}..v{last})"
             )
         return version
 
@@ -216,7 +222,7 @@ class Store(StoreBase):
 
     def versions(self, series_id: str) -> list[tuple[int, VersionRecord]]:
         with self.env.begin() as txn:
-            first, last = self._live_range(txn, series_id)
+            self._live_range(txn, series_id)
             key = series_id.encode()
             return [
                 (
@@ -225,7 +231,7 @@ class Store(StoreBase):
                         txn.get(version_key(key, v), db=self._models), series_id, v
                     ),
                 )
-                for v in range(first, last + 1)
+                for v in schema.live_versions(txn, self._models, key)
             ]
 
     def training_data(
@@ -275,8 +281,8 @@ class Store(StoreBase):
             for key, raw in cursor:
                 if len(page) == limit:
                     return page, page[-1][0]
-                _, first, last = SERIES.unpack(raw)
-                page.append((key.decode(), last, last - first + 1))
+                _, _, last, count = SERIES.unpack(raw)
+                page.append((key.decode(), last, count))
         return page, None
 
     def series_trained(self) -> int:

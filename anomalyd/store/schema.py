@@ -3,9 +3,10 @@
 Named databases in one environment:
 
 - ``meta``:     ``schema_version`` -> ASCII int; ``series_trained`` -> u64 (LE).
-- ``series``:   live series only: id -> ``<QQQ`` (counter: the last version number ever
-  assigned; first and last live version). Versions first..last all exist; the counter
-  may be above ``last`` after a restore rolled versions back, and is never lowered.
+- ``series``:   live series only: id -> ``<QQQQ`` (counter: the last version number ever
+  assigned; first and last live version; how many are live). The counter is never
+  lowered. Versions first..last all exist, except after a restore rolled some back:
+  then the next fit follows the counter and leaves a gap (the rolled-back numbers).
 - ``retired``:  deleted series: id -> ``<Q`` counter, so a series fitted again continues
   its numbering. ``/series`` walks only ``series``, never these.
 - ``models``:   series id + NUL + u32 big-endian version -> msgpack ``VersionRecord``.
@@ -28,7 +29,7 @@ from anomalyd.store.errors import CorruptRecord, IncompatibleStore
 
 SCHEMA_VERSION = 2
 
-SERIES = struct.Struct("<QQQ")  # counter, first live, last live
+SERIES = struct.Struct("<QQQQ")  # counter, first live, last live, live count
 RETIRED = struct.Struct("<Q")  # counter
 COUNTER = struct.Struct("<Q")
 VERSION = struct.Struct(">I")
@@ -62,6 +63,19 @@ def decode_record(raw: bytes | None, series_id: str, version: int) -> VersionRec
             f"the stored model of series {series_id!r} version v{version} is corrupt "
             f"({exc}); other series are unaffected"
         ) from None
+
+
+def live_versions(txn, models_db, series_key: bytes) -> list[int]:
+    """The versions of a series that have a model, ascending (a cursor on its range)."""
+    prefix = series_key + b"\x00"
+    found = []
+    cursor = txn.cursor(db=models_db)
+    if cursor.set_range(prefix):
+        for vkey in cursor.iternext(keys=True, values=False):
+            if not vkey.startswith(prefix) or len(vkey) != len(prefix) + 4:
+                break
+            found.append(VERSION.unpack(vkey[-4:])[0])
+    return found
 
 
 def stored_version(txn, meta_db) -> int | None:
@@ -106,4 +120,4 @@ def _from_v1(txn, dbs: dict[bytes, object]) -> None:
             txn.delete(key, db=series)
             txn.put(key, RETIRED.pack(last), db=retired)
         else:
-            txn.put(key, SERIES.pack(last, first, last), db=series)
+            txn.put(key, SERIES.pack(last, first, last, last - first + 1), db=series)

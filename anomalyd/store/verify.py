@@ -18,8 +18,8 @@ from anomalyd.store.schema import (
     RETIRED,
     SERIES,
     VERSION,
+    live_versions,
     record_decoder,
-    version_key,
 )
 
 if TYPE_CHECKING:
@@ -39,11 +39,14 @@ def verify(store: Store) -> list[str]:
             if len(raw) != SERIES.size:
                 problems.append(f"series {key!r}: {len(raw)} bytes")
                 continue
-            counter, first, last = SERIES.unpack(raw)
-            if not 1 <= first <= last <= counter:
+            counter, first, last, count = SERIES.unpack(raw)
+            found = live_versions(txn, store._models, bytes(key))
+            if not 1 <= first <= last <= counter or found[-1:] != [last]:
                 problems.append(
                     f"series {key!r}: v{first}..v{last} with counter {counter}"
                 )
+            if not found or found[0] != first or len(found) != count:
+                problems.append(f"series {key!r}: {count} versions, {found} stored")
             live[bytes(key)] = (first, last)
         for key, raw in txn.cursor(db=store._retired):
             if len(raw) != RETIRED.size:
@@ -81,10 +84,6 @@ def verify(store: Store) -> list[str]:
             elif n >= 0 and len(raw) != 16 * n:
                 problems.append(f"points {vkey!r}: {len(raw)} bytes for {n} points")
         problems.extend(f"models {k!r}: no training data" for k in points_used)
-        for series_key, (first, last) in live.items():
-            for version in range(first, last + 1):
-                if txn.get(version_key(series_key, version), db=store._models) is None:
-                    problems.append(f"series {series_key!r}: v{version} missing")
         raw = txn.get(b"series_trained", db=store._meta)
         counted = COUNTER.unpack(raw)[0] if raw is not None else 0
         if counted != len(live):
