@@ -116,6 +116,18 @@ def test_restore_rolls_back_and_never_reuses_a_version_label(make_server, tmp_pa
         assert r.status_code == 200, r.text
         fitted[sid] = r.json()["version"]
     assert fitted == {"kept": "v6", "dropped": "v3", "reborn": "v3", "new": "v2"}
+    # v4 and v5 of kept were rolled back: a gap, never given out again.
+    assert list(versions(s, "kept")) == ["v1", "v2", "v3", "v6"]
+    point = {"timestamp": 1_700_000_000, "value": 50.0}
+    for v in ("v4", "v5"):
+        r = s.post(f"/predict/kept?version={v}", point)
+        assert r.status_code == 404 and v in r.json()["description"], r.text
+        assert s.get(f"/plot?series_id=kept&version={v}").status_code == 404
+    assert s.get("/series?limit=10").json()["series"][1] == {
+        "series_id": "kept",
+        "latest": "v6",
+        "versions": 4,
+    }
     assert versions(s, "kept")["v6"] != seen_v4
     assert s.get("/healthcheck").status_code == 200
     s.stop()

@@ -185,15 +185,27 @@ class Store(StoreBase):
         first, last = self._live_range(txn, series_id)
         if version is None:
             return last
-        if not first <= version <= last or (
-            # A restore may leave gaps (rolled-back numbers) between first and last.
-            txn.get(version_key(series_id.encode(), version), db=self._models) is None
-        ):
-            raise VersionNotFound(
-                f"series {series_id!r} has no version v{version} "
-                f"(its versions: v{first}..v{last})"
-            )
+        if not first <= version <= last:
+            raise self._no_version(series_id, version, first, last)
         return version
+
+    @staticmethod
+    def _no_version(series_id: str, version: int, first: int, last: int):
+        return VersionNotFound(
+            f"series {series_id!r} has no version v{version} "
+            f"(its versions: v{first}..v{last})"
+        )
+
+    def _record(
+        self, txn: lmdb.Transaction, series_id: str, version: int
+    ) -> VersionRecord:
+        """A version's record; the version is within the live range, but a restore
+        may have left gaps (rolled-back numbers): a missing record is a 404."""
+        raw = txn.get(version_key(series_id.encode(), version), db=self._models)
+        if raw is None:
+            first, last = self._live_range(txn, series_id)
+            raise self._no_version(series_id, version, first, last)
+        return decode_record(raw, series_id, version)
 
     def model(self, series_id: str, version: int | None = None) -> tuple[int, Model]:
         """The model of a version (default: the latest committed one), and its number.
@@ -206,8 +218,8 @@ class Store(StoreBase):
             key = (series_id, version)
             model = self.cache.get(key)
             if model is None:
-                raw = txn.get(version_key(series_id.encode(), version), db=self._models)
-                model = decode_record(raw, series_id, version).model
+                # A gap left by a restore is never cached: the service was stopped.
+                model = self._record(txn, series_id, version).model
                 self.cache.put(key, model)
         return version, model
 
@@ -217,8 +229,7 @@ class Store(StoreBase):
         """One version's record (default: the latest), without its training data."""
         with self.env.begin() as txn:
             version = self._resolve(txn, series_id, version)
-            raw = txn.get(version_key(series_id.encode(), version), db=self._models)
-            return version, decode_record(raw, series_id, version)
+            return version, self._record(txn, series_id, version)
 
     def versions(self, series_id: str) -> list[tuple[int, VersionRecord]]:
         with self.env.begin() as txn:
@@ -241,7 +252,7 @@ class Store(StoreBase):
         with self.env.begin() as txn:
             version = self._resolve(txn, series_id, version)
             vkey = version_key(series_id.encode(), version)
-            record = decode_record(txn.get(vkey, db=self._models), series_id, version)
+            record = self._record(txn, series_id, version)
             raw = txn.get(vkey, db=self._points)
             n = record.points_used
             if raw is None or len(raw) != 16 * n:
@@ -256,7 +267,7 @@ class Store(StoreBase):
     def drawing(self, series_id: str, version: int) -> Drawing | None:
         """The drawing stored with a version at fit time; None if it has none."""
         with self.env.begin() as txn:
-            self._resolve(txn, series_id, version)
+            self._record(txn, series_id, self._resolve(txn, series_id, version))
             raw = txn.get(version_key(series_id.encode(), version), db=self._drawings)
             if raw is None:
                 return None
