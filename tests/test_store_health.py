@@ -7,10 +7,12 @@ still said "ok".
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 
+import requests
 from test_faults import fit_body
 
 
@@ -48,6 +50,26 @@ def test_healthcheck_is_503_naming_the_file_after_a_backup_is_copied_over_it(
         assert "replaced" in body["description"], body
     print(body["description"])
     assert s.get("/metrics").status_code == 200  # the process itself is alive
+
+
+def test_a_data_file_moved_over_the_live_one_stops_writes_and_the_service(
+    make_server, tmp_path
+):
+    s = make_server()
+    assert s.post("/fit/m", fit_body(50, 1)).status_code == 200
+    backup(s.data_dir, tmp_path / "copy")
+    # mv, not cp: a new inode; the workers keep the old, unlinked file open, and
+    # whatever they wrote to it would be gone at the next start.
+    os.replace(tmp_path / "copy" / "data.mdb", s.data_dir / "data.mdb")
+    r = s.get("/healthcheck")
+    assert r.status_code == 503, r.text
+    assert f"{s.data_dir / 'data.mdb'} was replaced" in r.json()["description"]
+    try:
+        r = s.post("/fit/m", fit_body(50, 2))
+        assert r.status_code == 503, r.text  # never a 200 into the lost file
+    except requests.RequestException:
+        pass  # the service is already stopping
+    assert s.proc.wait(60) != 0
 
 
 def restore(data_dir, source, *flags: str) -> subprocess.CompletedProcess:

@@ -64,9 +64,10 @@ class StoreBase:
         self.headroom = headroom_bytes(map_size)
         self._lock_file = lock_file
         self._on_fatal = on_fatal
-        self._lock_lost = False
+        self._lost: str | None = None
+        self._data_file: files.LockIdentity | None = None
         # Before opening: LMDB would create a missing lock.mdb, a second lock table.
-        self.check_lock_file()
+        self.check_files()
         self.env = lmdb.open(
             path,
             map_size=map_size,
@@ -79,8 +80,11 @@ class StoreBase:
         )
         try:
             # Just after: the file may have been replaced between the check and open.
-            self.check_lock_file()
-        except LockFileMismatch:
+            self.check_files()
+            if lock_file is not None:
+                st = os.stat(os.path.join(path, files.DATA_FILE))
+                self._data_file = files.LockIdentity(st.st_dev, st.st_ino)
+        except (LockFileMismatch, OSError):
             self.env.close()
             raise
         # Slots left by workers killed with SIGKILL would otherwise leak.
@@ -100,7 +104,7 @@ class StoreBase:
     @contextmanager
     def write(self, need_bytes: int = 0, reserve: bool = True) -> Iterator:
         """One durable write transaction; see the module docstring."""
-        self.check_lock_file()
+        self.check_files()
         try:
             with self.env.begin(write=True) as txn:
                 if reserve:
@@ -123,29 +127,48 @@ class StoreBase:
 
     # -- checks ------------------------------------------------------------------
 
-    def check_lock_file(self) -> None:
-        """Refuse (LockFileMismatch) if lock.mdb is not the one the service started
-        with; the first time, log it loudly and ask the service to stop."""
-        if self._lock_file is None:
-            return
+    def check_files(self) -> None:
+        """Refuse (LockFileMismatch) if lock.mdb, or data.mdb, is not the file this
+        service opened; the first time, log it loudly and ask the service to stop."""
+        if self._lost is None and self._lock_file is not None:
+            self._lost = self._file_lost()
+            if self._lost is not None:
+                log.critical("%s", self._lost)
+                if self._on_fatal is not None:
+                    self._on_fatal(self._lost)
+        if self._lost is not None:
+            raise LockFileMismatch(self._lost)
+
+    def _file_lost(self) -> str | None:
         found = files.lock_identity(self.path)
-        if found == self._lock_file and not self._lock_lost:
-            return
-        lock_path = os.path.join(self.path, files.LOCK_FILE)
+        if found != self._lock_file:
+            lock_path = os.path.join(self.path, files.LOCK_FILE)
+            what = "was removed" if found is None else "was replaced by another file"
+            return (
+                f"{lock_path} {what} while anomalyd was running. It is LMDB's lock "
+                "table: a second one would let two writers run at once and corrupt "
+                "the store. Writes are refused and the service stops; nothing stored "
+                "is lost. Make sure nothing deletes files in the data directory, then "
+                "start anomalyd again (a fresh lock table is safe once every old "
+                "process is gone)"
+            )
+        if self._data_file is None:
+            return None
+        data_path = os.path.join(self.path, files.DATA_FILE)
+        try:
+            st = os.stat(data_path)
+            found = files.LockIdentity(st.st_dev, st.st_ino)
+        except FileNotFoundError:
+            found = None
+        if found == self._data_file:
+            return None
         what = "was removed" if found is None else "was replaced by another file"
-        message = (
-            f"{lock_path} {what} while anomalyd was running. It is LMDB's lock table: "
-            "a second one would let two writers run at once and corrupt the store. "
-            "Writes are refused and the service stops; nothing stored is lost. Make "
-            "sure nothing deletes files in the data directory, then start anomalyd "
-            "again (a fresh lock table is safe once every old process is gone)"
+        return (
+            f"{data_path} {what} while anomalyd was running: what the workers write "
+            "goes to the old file, which is lost at the next start. Writes are refused "
+            "and the service stops. To go back to a backup, stop anomalyd and use "
+            "anomalyd restore; then start it again"
         )
-        if not self._lock_lost:
-            self._lock_lost = True
-            log.critical("%s", message)
-            if self._on_fatal is not None:
-                self._on_fatal(message)
-        raise LockFileMismatch(message)
 
     def used_bytes(self, txn) -> int:
         """Bytes of the map the stored data occupies: the pages of every database's
@@ -175,7 +198,7 @@ class StoreBase:
         """Raise StoreUnavailable unless ``txn`` (a read transaction just begun) sees
         the data file this environment committed to: a file copied over the live
         ``data.mdb`` holds older transactions than the lock table has seen."""
-        self.check_lock_file()
+        self.check_files()
         committed = self.env.info()["last_txnid"]
         if txn.id() > committed:
             raise StoreUnavailable(

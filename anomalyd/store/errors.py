@@ -24,8 +24,9 @@ class StoreUnavailable(StoreError):
 
 
 class LockFileMismatch(StoreUnavailable):
-    """``lock.mdb`` is not the file the service started with: a second lock table
-    would let two writers run at once and corrupt the store."""
+    """``lock.mdb`` (or ``data.mdb``) is not the file the service started with: a
+    second lock table would let two writers run at once and corrupt the store; writes
+    to a replaced data file would be lost."""
 
 
 class IncompatibleStore(StoreError):
