@@ -40,7 +40,7 @@ import numpy as np
 Direction = Literal["upper", "lower", "both"]
 
 # Defaults proposed for the stream settings (docs/detector.md says why).
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.51
 DEFAULT_WARMUP = 200
 DEFAULT_DIRECTION: Direction = "both"
 
@@ -63,7 +63,9 @@ RED_LIKELIHOOD = 1.0 - 1e-5  # Numenta's red likelihood (score 0.5)
 YELLOW_LIKELIHOOD = 1.0 - 1e-3  # ... and the yellow a repeated red becomes (0.3)
 REFRACTORY = 10  # points after a red during which a side scores at most YELLOW
 
-_LOG_TAIL = -math.log(1e-10)  # a likelihood of 1 - 1e-10 scores 1.0
+# A tail probability of 1/2 (the median) scores 0, one of 1e-10 scores 1.0.
+_LOG_HALF = math.log(2.0)
+_LOG_SPAN = -math.log(1e-10) - _LOG_HALF
 _RANGE_RATE = math.log(2.0) / RANGE_HALF
 _INV_SQRT2 = 1.0 / math.sqrt(2.0)
 _VAR_MAX = 1e300  # variances are clamped below infinity so no NaN can appear
@@ -147,7 +149,7 @@ def observe(
     finite = np.isfinite(xs)
     if not finite.all():
         i = int(np.flatnonzero(~finite)[0])
-        raise InvalidPoints(f"values[{i}]: {xs[i]!r} is not a finite number")
+        raise InvalidPoints(f"values[{i}]: {float(xs[i])!r} is not a finite number")
     if ts[0] < head[2]:
         raise InvalidPoints(
             f"timestamps[0]: {int(ts[0])} is earlier than the last point learned "
@@ -290,7 +292,7 @@ def _run(head: tuple, ring: list, xs: list, direction: str) -> tuple:
                 ab_prev_red = 1
             else:
                 ab_prev_red = 0
-            lik = -log(tail + 1e-10) / _LOG_TAIL
+            lik = (-log(tail + 1e-10) - _LOG_HALF) / _LOG_SPAN
             if lik > ab:
                 ab = lik
             spread = sqrt(up_var)
@@ -303,7 +305,7 @@ def _run(head: tuple, ring: list, xs: list, direction: str) -> tuple:
                 up_prev_red = 1
             else:
                 up_prev_red = 0
-            lik = -log(tail + 1e-10) / _LOG_TAIL
+            lik = (-log(tail + 1e-10) - _LOG_HALF) / _LOG_SPAN
             if lik > up:
                 up = lik
             spread = sqrt(dn_var)
@@ -316,7 +318,7 @@ def _run(head: tuple, ring: list, xs: list, direction: str) -> tuple:
                 dn_prev_red = 1
             else:
                 dn_prev_red = 0
-            lik = -log(tail + 1e-10) / _LOG_TAIL
+            lik = (-log(tail + 1e-10) - _LOG_HALF) / _LOG_SPAN
             if lik > dn:
                 dn = lik
         e = ab_short - ab_mean
@@ -328,6 +330,13 @@ def _run(head: tuple, ring: list, xs: list, direction: str) -> tuple:
         e = dn_short - dn_mean
         dn_mean += a_long * e
         dn_var = (1.0 - a_long) * (dn_var + a_long * e * e)
+
+        # A point at or below the mean is never an upper anomaly (nor one at or above it
+        # a lower one), whatever the recent deviations the short averages remember.
+        if d <= 0.0:
+            up = 0.0
+        if d >= 0.0:
+            dn = 0.0
 
         # Ration each output's alarms.
         if ab >= RED:
