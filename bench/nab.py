@@ -41,6 +41,7 @@ sys.path.insert(0, str(ROOT))
 from anomalyd import online
 
 DEFAULT_NAB = ROOT.parent / "shared" / "nab"
+BUDGET_US = 20.0  # issue 11: at most 20 us per point in batches of 1,000
 
 
 def load_scorer(nab_dir: Path):
@@ -100,6 +101,19 @@ def replay_in_process(
     return scores, spent
 
 
+def single_call_us(corpus: dict, calls: int = 2000) -> float:
+    """Time of one observe call with one point (what a single-point observe costs),
+    on the first points of the first file."""
+    stamps, values = next(iter(corpus.values()))
+    stamps = stamps[:calls].tolist()
+    values = values[:calls].tolist()
+    state = online.new_state()
+    t0 = time.perf_counter()
+    for t, x in zip(stamps, values, strict=True):
+        state, _ = online.observe(state, (t,), (x,))
+    return (time.perf_counter() - t0) / len(values) * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nab", type=Path, default=DEFAULT_NAB, help="NAB-layout folder")
@@ -138,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
         f"speed: {spent / n_points * 1e6:.2f} us per point in online.observe "
         f"({n_points} points, batches of {args.batch})"
     )
+    per_point = spent / n_points * 1e6
+    print(
+        f"        {per_point / BUDGET_US:.2f} of the {BUDGET_US:.0f} us budget (issue 11)"
+    )
+    print(f"        one point per call: {single_call_us(corpus):.1f} us per call")
     print(f"state: {online.STATE_SIZE} bytes per stream")
     if args.write_scores:
         with open(args.write_scores, "w") as fh:
