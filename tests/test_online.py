@@ -121,7 +121,6 @@ def test_batches_of_any_size_give_the_same_bits(splits):
     if splits == "random":
         rng = np.random.default_rng(5)
         splits = sorted(set(rng.integers(1, 3000, 60).tolist()))
-    whole_state, whole = run(ts, values)
     for direction in ("both", "upper", "lower"):
         whole_state, whole = run(ts, values, direction)
         state, scores = run(ts, values, direction, splits=splits)
