@@ -7,7 +7,7 @@ state with one score per point in [0, 1]. Points are taken strictly one after an
 so any split of a sequence into batches, and any save and reload of the state between
 them, gives bit-for-bit the same scores and final state.
 
-Each side (up, down) has two channels; a side's score is the larger of the two:
+Two channels; a point's score is the larger of the two:
 
 * range excess: how far a value leaves the minimum-maximum range of the last
   ``BLOCKS * BLOCK_POINTS`` points, in units of that range (kept as the minimum and
@@ -15,12 +15,15 @@ Each side (up, down) has two channels; a side's score is the larger of the two:
 * anomaly likelihood (after Numenta): a z-score of the value against exponentially
   weighted mean and variance, squashed to [0, 1) and averaged over a few points, is
   compared with the distribution of that average over a long horizon; the score is its
-  tail probability on a log scale (0.5 is a tail of 1e-5, 1.0 of 1e-10).
+  tail probability on a log scale (0 for a median tail, 0.5 for about 7e-6, 1 for
+  1e-10).
 
-A side's alarms are rationed as in Numenta's filter: a second likelihood "red" in a row
-is cut to "yellow", and for ``REFRACTORY`` points after a score at or above ``RED`` the
-side scores at most ``YELLOW``. Both sides are always learned, so the state does not
-depend on the direction asked for and a stream may change direction at any time.
+Alarms are rationed as in Numenta's filter: a second likelihood "red" in a row is cut
+to "yellow", and for ``REFRACTORY`` points after a score at or above ``RED`` the output
+scores at most ``YELLOW``. ``both`` scores the likelihood of |z| and the range excess on
+either side; ``upper`` and ``lower`` have a likelihood of their own side of z. All
+three are learned on every point, so the state does not depend on the direction asked
+for and a stream may change direction at any time.
 See docs/detector.md for why this detector, what was tried and what it cannot see.
 """
 
@@ -60,8 +63,8 @@ BLOCK_POINTS = 256
 BLOCKS = 32  # the range covers the last 32 * 256 = 8192 points (28 days at 5 min)
 RED = 0.5  # score from which a side rations its alarms
 YELLOW = 0.3  # what a rationed score is cut to
-RED_LIKELIHOOD = 1.0 - 1e-5  # Numenta's red likelihood (score 0.5)
-YELLOW_LIKELIHOOD = 1.0 - 1e-3  # ... and the yellow a repeated red becomes (0.3)
+RED_TAIL = 1e-5  # Numenta's "red": a tail probability this small (score ~0.49)
+YELLOW_TAIL = 1e-3  # the "yellow" a red right after a red becomes (score ~0.28)
 REFRACTORY = 10  # points after a red during which a side scores at most YELLOW
 
 # A tail probability of 1/2 (the median) scores 0, one of 1e-10 scores 1.0.
@@ -74,9 +77,10 @@ _NEVER = -(2**62)  # "no red yet" for the refractory counters
 
 # Little-endian, no padding. Fields in order:
 # version, points learned, last timestamp, mean, variance,
-# then for each of both sides, up and down: short average of squashed z-scores, its
-# mean, its variance, point index of its last red, previous red; current block: min, max, points in it; ring: next slot, slots filled;
-# ring of block minima, ring of block maxima.
+# then for each output (both, up, down): short average of squashed z-scores, its
+# mean, its variance, point index of its last red, previous red flag; block in
+# progress: min, max, points in it; ring: next slot, slots filled; ring of block
+# minima, ring of block maxima.
 _HEAD = struct.Struct("<HQqdd" + "dddqB" * 3 + "ddHBB")
 _RING = struct.Struct(f"<{BLOCKS}d{BLOCKS}d")
 STATE_SIZE = _HEAD.size + _RING.size
@@ -291,9 +295,9 @@ def _run(head: tuple, ring: list, xs: list, direction: str) -> tuple:
             if spread < SHORT_SD_FLOOR:
                 spread = SHORT_SD_FLOOR
             tail = 0.5 * erfc((ab_short - ab_mean) / spread * _INV_SQRT2)
-            if tail <= 1e-5:
+            if tail <= RED_TAIL:
                 if ab_prev_red:
-                    tail = 1e-3
+                    tail = YELLOW_TAIL
                 ab_prev_red = 1
             else:
                 ab_prev_red = 0
@@ -304,9 +308,9 @@ def _run(head: tuple, ring: list, xs: list, direction: str) -> tuple:
             if spread < SHORT_SD_FLOOR:
                 spread = SHORT_SD_FLOOR
             tail = 0.5 * erfc((up_short - up_mean) / spread * _INV_SQRT2)
-            if tail <= 1e-5:
+            if tail <= RED_TAIL:
                 if up_prev_red:
-                    tail = 1e-3
+                    tail = YELLOW_TAIL
                 up_prev_red = 1
             else:
                 up_prev_red = 0
@@ -317,9 +321,9 @@ def _run(head: tuple, ring: list, xs: list, direction: str) -> tuple:
             if spread < SHORT_SD_FLOOR:
                 spread = SHORT_SD_FLOOR
             tail = 0.5 * erfc((dn_short - dn_mean) / spread * _INV_SQRT2)
-            if tail <= 1e-5:
+            if tail <= RED_TAIL:
                 if dn_prev_red:
-                    tail = 1e-3
+                    tail = YELLOW_TAIL
                 dn_prev_red = 1
             else:
                 dn_prev_red = 0
