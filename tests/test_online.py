@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from anomalyd import online
 from anomalyd.online import (
@@ -257,6 +259,35 @@ def test_bad_points_are_refused_and_nothing_is_learned():
     # a repeat of the last timestamp is fine (real feeds repeat)
     state2, _ = observe(state, [ts[-1]], [1.0])
     assert points_learned(state2) == 101
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    values=st.lists(
+        st.floats(allow_nan=False, allow_infinity=False)
+        | st.floats(-10, 10)
+        | st.sampled_from([0.0, 1.0, -1.0]),
+        min_size=1,
+        max_size=400,
+    ),
+    steps=st.lists(st.integers(0, 3), max_size=400),
+    cuts=st.lists(st.integers(1, 399), max_size=8),
+    direction=st.sampled_from(["both", "upper", "lower"]),
+)
+def test_any_finite_values_any_split_same_bits_and_scores_in_range(
+    values, steps, cuts, direction
+):
+    values = np.array(values, dtype=np.float64)
+    steps = (steps + [1] * len(values))[: len(values)]
+    ts = START + np.cumsum(steps)  # repeats (step 0) and gaps
+    whole_state, whole = run(ts, values, direction)
+    assert np.all(np.isfinite(whole))
+    assert whole.min() >= 0.0
+    assert whole.max() <= 1.0
+    splits = sorted({c for c in cuts if c < len(values)})
+    state, scores = run(ts, values, direction, splits=splits)
+    assert same_bits(scores, whole)
+    assert state == whole_state
 
 
 # ---------------------------------------------------------------- quality
