@@ -257,6 +257,8 @@ def _run(head: tuple, ring: list, xs: list, direction: str) -> tuple:
                 filled += 1
             win_lo = min(mins[:filled])
             win_hi = max(maxs[:filled])
+            # The next block starts from this point's value, which the ring holds
+            # anyway: the range is the same, and the block needs no empty state.
             blk_n = 0
             blk_min = blk_max = x
 
