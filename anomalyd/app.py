@@ -56,7 +56,27 @@ class StatsMiddleware:
             )
             if len(self._where) < 256:  # clients choose the method: stay bounded
                 self._where[key] = where
-        self._observe(where[0], where[1], resp.status_code, elapsed)
+        status = resp.status_code
+        # Only answered requests (2xx) are timed: a burst of 404s or 422s must not move
+        # the latency figures. The request counters count every status.
+        timed = where[1] if 200 <= status < 300 else -1
+        self._observe(where[0], timed, status, elapsed)
+
+
+class HeadRouter(falcon.routing.CompiledRouter):
+    """Falcon's router, with HEAD answered by the GET responder of every route.
+
+    RFC 9110 9.3.2: HEAD is GET without the body. Falcon already drops the body of a
+    HEAD response and sets Content-Length from the body the responder produced, so the
+    headers are those of the GET. Mapping it here, once, covers every route that has
+    a GET, and the 405 of the others lists HEAD in its Allow header with GET.
+    """
+
+    def map_http_methods(self, resource: object, **kwargs) -> dict:
+        method_map = super().map_http_methods(resource, **kwargs)
+        if "GET" in method_map and "HEAD" not in method_map:
+            method_map["HEAD"] = method_map["GET"]
+        return method_map
 
 
 def create_app(
@@ -70,7 +90,7 @@ def create_app(
     if settings.api_token:
         # Not installed without a token: the predict path pays nothing for it.
         middleware.append(BearerAuth(settings.api_token))
-    app = falcon.App(middleware=middleware)
+    app = falcon.App(middleware=middleware, router=HeadRouter())
     # ?version= (empty) must be a 400, not silently the latest version.
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False

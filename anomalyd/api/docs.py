@@ -183,13 +183,9 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
         "name": "limit",
         "in": "query",
         "required": False,
-        "description": "Most series on one page (empty: the default, 100).",
-        "schema": {
-            "anyOf": [
-                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
-                {"type": "string", "maxLength": 0},
-            ]
-        },
+        "description": f"Most series on one page, 1 to {MAX_PAGE} (absent: 100; "
+        "empty or anything else: 400).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
     }
     after_query = {
         "name": "after",
