@@ -7,11 +7,11 @@ pays nothing for it on the predict path.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import logging
 
 import falcon
 
+from anomalyd.bind import is_loopback_bind
 from anomalyd.settings import Settings, SettingsError
 
 log = logging.getLogger("anomalyd")
@@ -56,9 +56,15 @@ def read_token(settings: Settings) -> str | None:
     try:
         with open(settings.api_token_file, encoding="utf-8") as f:
             token = f.read().strip()
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise SettingsError(
-            f"setting api_token_file = {settings.api_token_file!r}: {exc}"
+            f"setting api_token_file = {settings.api_token_file!r}: the file cannot "
+            f"be read ({exc.strerror or exc})"
+        ) from None
+    except UnicodeDecodeError:
+        raise SettingsError(
+            f"setting api_token_file = {settings.api_token_file!r}: the file is not "
+            "UTF-8 text"
         ) from None
     if not token:
         raise SettingsError(
@@ -68,16 +74,8 @@ def read_token(settings: Settings) -> str | None:
 
 
 def is_loopback(bind: str) -> bool:
-    """Whether ``bind`` (HOST:PORT or unix:PATH) is reachable only from this host."""
-    if bind.startswith("unix:"):
-        return True
-    host = bind.rsplit(":", 1)[0].strip("[]")
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    """Whether ``bind`` (any form of the setting) is reachable only from this host."""
+    return is_loopback_bind(bind)
 
 
 def warn_if_open(settings: Settings, token: str | None) -> None:
