@@ -94,7 +94,9 @@ def parse_bind(text: str) -> Bind:
         try:
             ipaddress.IPv6Address(inside)
         except ValueError:
-            raise ValueError(f"{inside!r} (in brackets) is not an IPv6 address") from None
+            raise ValueError(
+                f"{inside!r} (in brackets) is not an IPv6 address"
+            ) from None
         if rest and not rest.startswith(":"):
             raise ValueError(f"only :PORT may follow [{inside}], got {rest!r}")
         return Bind("tcp", inside.lower(), _port(rest[1:]) if rest else DEFAULT_PORT)

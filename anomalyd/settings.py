@@ -162,7 +162,9 @@ def requirement(field: str, exc: Exception | None = None) -> str:
     """
     kind = _FIELD_TYPES[field]
     if isinstance(kind, msgspec.inspect.UnionType):  # X | None: None is "not set"
-        kind = next(t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType))
+        kind = next(
+            t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType)
+        )
     if isinstance(kind, msgspec.inspect.IntType):
         unit = " of " + _UNITS[field] if field in _UNITS else ""
         unit = " of seconds" if field in _SECONDS else unit
