@@ -14,11 +14,13 @@ from anomalyd.api.dashboard import DashboardResource
 from anomalyd.api.docs import OpenAPIResource
 from anomalyd.api.fit import FitResource
 from anomalyd.api.health import HealthResource
+from anomalyd.api.login import LoginResource, LogoutResource
 from anomalyd.api.metrics import MetricsResource
 from anomalyd.api.plot import PlotResource
 from anomalyd.api.predict import BatchPredictResource, PredictResource
 from anomalyd.api.series import SeriesCollection, SeriesItem
 from anomalyd.auth import BearerAuth
+from anomalyd.session import Sessions
 from anomalyd.settings import Settings
 from anomalyd.stats import Stats, counter_of, histogram_of
 from anomalyd.store import Store
@@ -86,10 +88,11 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> falcon.App:
     """Build the application from the parts it is given; does no I/O."""
+    sessions = browser_sessions(settings, clock)
     middleware: list = [StatsMiddleware(stats)]
     if settings.api_token:
         # Not installed without a token: the predict path pays nothing for it.
-        middleware.append(BearerAuth(settings.api_token))
+        middleware.append(BearerAuth(settings.api_token, sessions))
     app = falcon.App(middleware=middleware, router=HeadRouter())
     # ?version= (empty) must be a 400, not silently the latest version.
     app.req_options.keep_blank_qs_values = True
@@ -111,7 +114,21 @@ def create_app(
         "/openapi.json",
         OpenAPIResource(bool(settings.api_token), settings.min_points),
     )
+    if sessions is not None:
+        add_login_routes(app, settings.api_token, sessions)
     return app
+
+
+def browser_sessions(settings: Settings, clock: Callable[[], float]) -> Sessions | None:
+    """With a token, the sessions a browser gets from the login page; else None."""
+    if not settings.api_token:
+        return None
+    return Sessions(settings.api_token, settings.session_hours * 3600, clock)
+
+
+def add_login_routes(app: falcon.App, token: str, sessions: Sessions) -> None:
+    app.add_route("/login", LoginResource(token, sessions))
+    app.add_route("/logout", LogoutResource(sessions))
 
 
 def max_readers(settings: Settings) -> int:

@@ -42,6 +42,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     timeout: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
     keepalive: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 5
+    session_hours: Annotated[int, msgspec.Meta(ge=1, le=8760)] = 12
 
     def __post_init__(self) -> None:
         # A ValueError here is a ValidationError of msgspec.convert, message unchanged.
@@ -69,6 +70,10 @@ HELP: dict[str, str] = {
         "most a client may take to send one request"
     ),
     "keepalive": "seconds an idle keep-alive connection is kept open",
+    "session_hours": (
+        "hours a browser's dashboard session lasts after logging in with the "
+        "api_token (only with a token)"
+    ),
 }
 
 
@@ -141,6 +146,7 @@ def load(
 
 _UNITS = {"map_size": "bytes", "max_body_bytes": "bytes"}
 _SECONDS = {"timeout", "keepalive"}
+_HOURS = {"session_hours"}
 _FIELD_TYPES = {f.name: f.type for f in msgspec.inspect.type_info(Settings).fields}
 
 
@@ -168,6 +174,7 @@ def requirement(field: str, exc: Exception | None = None) -> str:
     if isinstance(kind, msgspec.inspect.IntType):
         unit = " of " + _UNITS[field] if field in _UNITS else ""
         unit = " of seconds" if field in _SECONDS else unit
+        unit = " of hours" if field in _HOURS else unit
         low = kind.ge if kind.ge is not None else kind.gt + 1
         high = kind.le if kind.le is not None else kind.lt - 1
         return (

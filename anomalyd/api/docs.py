@@ -18,6 +18,7 @@ import anomalyd
 from anomalyd import schemas
 from anomalyd.api.common import MAX_PAGE
 from anomalyd.api.health import Health
+from anomalyd.api.login_docs import add_login_paths
 from anomalyd.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 _REF = "#/components/schemas/{name}"
@@ -326,6 +327,8 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
             )
         },
     }
+    if token_required:
+        add_login_paths(paths)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
