@@ -336,8 +336,10 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
             "version": anomalyd.__version__,
             "summary": "Self-hosted anomaly detection for time series.",
             "description": (
-                "Every error carries the body ErrorBody. A method a route does not "
-                "have is answered 405 with an Allow header. Bodies are JSON (UTF-8)."
+                "Every error carries the body ErrorBody. Every route with GET also "
+                "answers HEAD (GET's status and headers, no body). A method a route "
+                "does not have is answered 405 with an Allow header. Bodies are JSON "
+                "(UTF-8)."
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },
