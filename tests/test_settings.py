@@ -176,6 +176,7 @@ BAD_VALUES = {
     "log_level": ("loud", "one of critical, debug, error, info, warning"),
     "timeout": ("0", "a whole number of seconds from 1 to 3600"),
     "keepalive": ("1.5", "a whole number of seconds from 0 to 3600"),
+    "session_hours": ("0", "a whole number of hours from 1 to 8760"),
 }
 
 
