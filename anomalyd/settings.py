@@ -38,6 +38,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     timeout: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
     keepalive: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 5
+    write_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    max_inflight_bytes: Annotated[int, msgspec.Meta(ge=MiB, le=64 * GiB)] = 128 * MiB
+    access_log: Annotated[str, msgspec.Meta(min_length=1)] | None = None
 
 
 HELP: dict[str, str] = {
@@ -58,6 +61,14 @@ HELP: dict[str, str] = {
         "most a client may take to send one request"
     ),
     "keepalive": "seconds an idle keep-alive connection is kept open",
+    "write_threads": (
+        "threads per worker for requests that write (fit, delete); the other "
+        "requests have the threads pool to themselves"
+    ),
+    "max_inflight_bytes": (
+        "most bytes of request bodies a worker holds in memory at once (503 beyond)"
+    ),
+    "access_log": "access log: '-' for stderr (the journal), or a file; off if unset",
 }
 
 
