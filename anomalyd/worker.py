@@ -423,8 +423,9 @@ class BufferedThreadWorker(ThreadWorker):
             # Reads never happen here; the timeout bounds sending the response.
             conn.sock.settimeout(CLIENT_TIMEOUT)
             req = parse(self.cfg, job, conn.client)
-            keep = self.handle_request(req, conn)
-            return keep and not job.close_after
+            if job.close_after:  # framed with doubt: answered, then closed
+                req.force_close()
+            return self.handle_request(req, conn)
         except OSError as e:
             if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN) or (
                 isinstance(e, TimeoutError)

@@ -1,0 +1,479 @@
+"""The network side: idle and trickling clients, pipelining, keep-alive, chunked
+bodies, early refusals, JSON errors from the worker, writes on their own threads, the
+memory budget, HUP reloads, where the latency timer starts, and the access log.
+
+Every test runs a real ``anomalyd serve`` (2 workers) and talks raw HTTP to it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import selectors
+import signal
+import socket
+import threading
+import time
+from typing import Self
+from unittest import mock
+
+import numpy as np
+import pytest
+import requests
+
+from anomalyd.app import create_app
+from anomalyd.settings import Settings
+from anomalyd.write_routes import is_write
+
+FIT = {"timestamps": [1, 2, 3], "values": [1.0, 2.0, 4.0]}
+POINT = b'{"timestamp": 2, "value": 3.0}'
+
+
+# -- raw HTTP ------------------------------------------------------------------------
+
+
+def request(method: str, path: str, body: bytes = b"", **headers: str) -> bytes:
+    head = [f"{method} {path} HTTP/1.1", "Host: t"]
+    if body or method in ("POST", "PUT"):
+        head.append(f"Content-Length: {len(body)}")
+        head.append("Content-Type: application/json")
+    head += [f"{k.replace('_', '-')}: {v}" for k, v in headers.items()]
+    return ("\r\n".join(head) + "\r\n\r\n").encode() + body
+
+
+class Reply:
+    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def read_reply(sock: socket.socket, pending: bytearray) -> Reply | None:
+    """One response from ``sock`` (bytes already read in ``pending``); None at EOF."""
+    while b"\r\n\r\n" not in pending:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return None
+        pending += chunk
+    head, _, rest = bytes(pending).partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {k.lower(): v.strip() for k, v in (ln.split(":", 1) for ln in lines[1:])}
+    if status == 100:
+        pending[:] = rest
+        return read_reply(sock, pending)
+    length = int(headers.get("content-length", 0))
+    while len(rest) < length:
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        rest += chunk
+    pending[:] = rest[length:]
+    return Reply(status, headers, rest[:length])
+
+
+def closed_by_server(sock: socket.socket, timeout: float) -> bool:
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+
+
+def assert_json_error(reply: Reply, status: int) -> dict:
+    assert reply is not None, "no answer"
+    assert reply.status == status, (reply.status, reply.body)
+    assert reply.headers["content-type"].startswith("application/json"), reply.headers
+    body = reply.json()
+    assert set(body) == {"title", "description"} and body["description"], body
+    return body
+
+
+def connect(port: int) -> socket.socket:
+    return socket.create_connection(("127.0.0.1", port), timeout=30)
+
+
+def exchange(port: int, data: bytes, replies: int = 1) -> list[Reply]:
+    with connect(port) as sock:
+        sock.sendall(data)
+        pending = bytearray()
+        out = []
+        for _ in range(replies):
+            reply = read_reply(sock, pending)
+            if reply is None:
+                break
+            out.append(reply)
+        return out
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    from conftest import Server
+
+    root = tmp_path_factory.mktemp("network")
+    s = Server(root / "data", extra=["--max-body-bytes", "65536"]).start()
+    assert s.post("/fit/p", FIT).status_code == 200
+    yield s
+    assert s.stop() == 0
+
+
+# -- framing: pipelining, keep-alive, chunked, early 413 -------------------------------
+
+
+def test_pipelined_requests_are_answered_in_order(served):
+    s = served
+    batch = (
+        request("POST", "/predict/p", POINT)
+        + request("GET", "/series/p")
+        + request("POST", "/predict/p", b'{"timestamp": 2, "value": 99.0}')
+        + request("GET", "/no/such")
+    )
+    # All at once, then byte by byte in two halves: the same answers, in order.
+    for pieces in ([batch], [batch[:37], batch[37:101], batch[101:]]):
+        with connect(s.port) as sock:
+            for piece in pieces:
+                sock.sendall(piece)
+                time.sleep(0.05)
+            pending = bytearray()
+            got = [read_reply(sock, pending) for _ in range(4)]
+        assert [r.status for r in got] == [200, 200, 200, 404]
+        assert got[0].json()["anomaly"] is False and got[2].json()["anomaly"] is True
+        assert got[1].json()["series_id"] == "p"
+
+
+def test_keep_alive_reuses_the_connection_then_closes_it_when_idle(served):
+    s = served
+    with connect(s.port) as sock:
+        pending = bytearray()
+        for _ in range(5):
+            sock.sendall(request("POST", "/predict/p", POINT))
+            assert read_reply(sock, pending).status == 200
+        # keepalive is 5 s: an idle connection is closed then, not before.
+        assert not closed_by_server(sock, 3.0)
+        assert closed_by_server(sock, 6.0)
+
+
+def test_chunked_bodies_any_split(served):
+    s = served
+    body = json.dumps({"timestamp": 2, "value": 3.0}).encode()
+    chunked = b"".join(
+        b"%x;ext=1\r\n%s\r\n" % (len(body[i : i + 5]), body[i : i + 5])
+        for i in range(0, len(body), 5)
+    )
+    wire = (
+        b"POST /predict/p HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n" + chunked + b"0\r\nX-Trailer: 1\r\n\r\n"
+    )
+    with connect(s.port) as sock:
+        for i in range(0, len(wire), 3):  # trickled 3 bytes at a time
+            sock.sendall(wire[i : i + 3])
+        sock.sendall(request("GET", "/healthcheck"))  # and reused after it
+        pending = bytearray()
+        first = read_reply(sock, pending)
+        assert first.status == 200, first.body
+        assert first.json()["anomaly"] is False
+        assert read_reply(sock, pending).status == 200
+
+
+def test_a_chunked_body_over_the_limit_is_refused_as_soon_as_it_is_known(served):
+    s = served  # max_body_bytes 65536
+    with connect(s.port) as sock:
+        sock.sendall(
+            b"POST /fit/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"10001\r\n" + b"[" * 100
+        )
+        reply = read_reply(sock, bytearray())
+        assert_json_error(reply, 413)
+        assert closed_by_server(sock, 10)
+
+
+def test_huge_content_length_is_refused_before_the_body_is_sent(served):
+    s = served
+    started = time.monotonic()
+    with connect(s.port) as sock:
+        sock.sendall(
+            b"POST /fit/huge HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 10000000000\r\n\r\n"
+        )
+        body = assert_json_error(read_reply(sock, bytearray()), 413)
+        assert "max_body_bytes" in body["description"]
+        assert closed_by_server(sock, 10)
+    assert time.monotonic() - started < 5
+
+
+def test_expect_100_continue_is_answered_before_the_body(served):
+    s = served
+    with connect(s.port) as sock:
+        sock.sendall(
+            b"POST /predict/p HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+            b"Expect: 100-continue\r\nContent-Length: %d\r\n\r\n" % len(POINT)
+        )
+        sock.settimeout(10)
+        assert sock.recv(100).startswith(b"HTTP/1.1 100 Continue\r\n")
+        sock.sendall(POINT)
+        assert read_reply(sock, bytearray()).status == 200
+
+
+# -- gunicorn's own errors in JSON -----------------------------------------------------
+
+MALFORMED = [
+    (b"GET /healthcheck HTTP/1.1 extra\r\nHost: t\r\n\r\n", 400),
+    (b"G@T /healthcheck HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    (b"GET /healthcheck HTTP/3.0\r\nHost: t\r\n\r\n", 400),
+    (b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+    (b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X-A: " + b"b" * 70000 + b"\r\n\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: t\r\n" + b"X-A: b\r\n" * 200 + b"\r\n", 431),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nBad Name: x\r\n\r\n", 400),
+    (b"GET / HTTP/1.1\nHost: t\n\n", 400),
+    (b"POST /fit/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: foo\r\n\r\n", 501),
+    (b"POST /fit/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    (
+        (
+            b"POST /fit/x HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+        ),
+        400,
+    ),
+    (
+        (
+            b"POST /fit/x HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n"
+            b"Content-Length: 3\r\n\r\nabc"
+        ),
+        400,
+    ),
+    (b"POST /fit/x HTTP/1.1\r\nHost: t\r\nContent-Length: +3\r\n\r\nabc", 400),
+    (
+        b"POST /fit/x HTTP/1.1\r\nHost: t\r\nExpect: dance\r\nContent-Length: 0\r\n\r\n",
+        417,
+    ),
+    (
+        (
+            b"POST /fit/x HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"zz\r\nabc\r\n0\r\n\r\n"
+        ),
+        400,
+    ),
+    (b"GET / HTTP/1.1\r\nHost: t\r\nHost: u\r\n\r\n", 400),
+]
+
+
+@pytest.mark.parametrize(("wire", "status"), MALFORMED)
+def test_malformed_requests_get_the_json_error_body(served, wire, status):
+    with connect(served.port) as sock:
+        sock.sendall(wire)
+        reply = read_reply(sock, bytearray())
+        assert_json_error(reply, status)
+        assert reply.headers.get("connection") == "close"
+        assert closed_by_server(sock, 10)
+    assert served.get("/healthcheck").status_code == 200
+
+
+# -- the write routes ----------------------------------------------------------------
+
+
+def test_every_route_that_takes_a_body_or_deletes_is_classified():
+    app = create_app(Settings(), mock.MagicMock(), mock.MagicMock())
+    # Routes with a body that only read: everything else on POST/PUT/DELETE/PATCH
+    # must be in anomalyd.write_routes.
+    reads = {("POST", "/predict/{series_id}"), ("POST", "/predict/{series_id}/batch")}
+    seen = set()
+
+    def walk(nodes):
+        for node in nodes:
+            for method, responder in (node.method_map or {}).items():
+                if method in ("POST", "PUT", "DELETE", "PATCH") and (
+                    getattr(responder, "__name__", "") != "method_not_allowed"
+                ):
+                    seen.add((method, node.uri_template))
+            walk(node.children)
+
+    walk(app._router._roots)
+    assert ("POST", "/fit/{series_id}") in seen
+    for method, template in seen:
+        path = template.replace("{series_id}", "s1")
+        assert is_write(method.encode(), path.encode()) == (
+            (method, template) not in reads
+        ), (method, template)
+
+
+def test_every_spelling_of_a_write_is_a_write():
+    for target in (
+        b"/fit/a",
+        b"//fit/a",
+        b"/%66it/a",
+        b"/fit/a?x=1",
+        b"http://h:1/fit/a",
+        b"/observe/a/batch",
+    ):
+        assert is_write(b"POST", target), target
+    assert is_write(b"DELETE", b"/series/a") and is_write(b"PUT", b"/streams/a")
+    for method, target in ((b"POST", b"/predict/a"), (b"GET", b"/fit/a")):
+        assert not is_write(method, target)
+
+
+# -- idle and trickling clients ----------------------------------------------------
+
+
+class Crowd:
+    """Connections held open from one thread: ``idle`` send nothing, ``slow`` send a
+    request head one line every ``period`` seconds (slowloris). Each one the server
+    closes is opened again at once."""
+
+    def __init__(self, port: int, idle: int, slow: int, period: float = 5.0) -> None:
+        self.port, self.period = port, period
+        self.selector = selectors.DefaultSelector()
+        self.stop = threading.Event()
+        self.reopened = 0
+        self.slow: set[socket.socket] = set()
+        for i in range(idle + slow):
+            self.open(slow=i >= idle)
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def open(self, slow: bool) -> None:
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        sock.setblocking(False)
+        if slow:
+            sock.send(b"GET /healthcheck HTTP/1.1\r\nHost: t\r\n")
+            self.slow.add(sock)
+        self.selector.register(sock, selectors.EVENT_READ, slow)
+
+    def run(self) -> None:
+        next_line = time.monotonic() + self.period
+        while not self.stop.is_set():
+            for key, _ in self.selector.select(0.2):
+                try:
+                    data = key.fileobj.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    self.selector.unregister(key.fileobj)
+                    self.slow.discard(key.fileobj)
+                    key.fileobj.close()
+                    self.reopened += 1
+                    self.open(key.data)
+            if time.monotonic() >= next_line:
+                next_line += self.period
+                for sock in list(self.slow):
+                    try:
+                        sock.send(b"X-Slow: %d\r\n" % int(time.monotonic()))
+                    except OSError:
+                        pass
+
+    def __enter__(self) -> Self:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        for key in list(self.selector.get_map().values()):
+            key.fileobj.close()
+        self.selector.close()
+
+
+def predict_loop(url: str, seconds: float, new_connections: bool = False):
+    """Sequential predicts for ``seconds``: (latencies in s, failures)."""
+    latencies, failures = [], []
+    session = requests.Session()
+    headers = {"Content-Type": "application/json"}
+    if new_connections:
+        headers["Connection"] = "close"
+    until = time.monotonic() + seconds
+    while time.monotonic() < until:
+        started = time.perf_counter()
+        try:
+            r = session.post(
+                url + "/predict/p", data=POINT, headers=headers, timeout=30
+            )
+            if r.status_code != 200:
+                failures.append(r.status_code)
+        except requests.RequestException as exc:
+            failures.append(repr(exc))
+        latencies.append(time.perf_counter() - started)
+    session.close()
+    return np.array(latencies), failures
+
+
+def test_a_thousand_idle_and_fifty_slowloris_connections_stall_nothing(make_server):
+    s = make_server()
+    assert s.post("/fit/p", FIT).status_code == 200
+    with Crowd(s.port, idle=1000, slow=50) as crowd:
+        time.sleep(1.0)
+        latencies, failures = predict_loop(s.url, 20.0)
+    p99 = float(np.percentile(latencies, 99))
+    print(
+        f"1,000 idle + 50 slowloris: {len(latencies)} predicts, p50 "
+        f"{np.median(latencies) * 1e3:.1f} ms, p99 {p99 * 1e3:.1f} ms, max "
+        f"{latencies.max() * 1e3:.1f} ms; {crowd.reopened} connections reopened"
+    )
+    assert failures == []
+    # keepalive 5 s: idle connections were closed and reopened during the run.
+    assert crowd.reopened >= 1000
+    assert p99 < 0.050
+
+
+def test_a_stalled_request_is_closed_at_its_deadline_from_the_first_byte(make_server):
+    s = make_server(extra=["--timeout", "4"])
+    assert s.post("/fit/p", FIT).status_code == 200
+    body = b'{"timestamp": 2, "value": 3.0}'
+    head = request("POST", "/predict/p", body)[: -len(body)]
+    trickled, stalled = connect(s.port), connect(s.port)
+    started = time.monotonic()
+    stalled.sendall(head + body[:5])  # then nothing
+    trickled.sendall(head)
+    pending = bytearray()
+    reply, i = None, 0
+    trickled.settimeout(0.5)
+    while reply is None and time.monotonic() - started < 20:
+        try:  # one byte every 0.5 s: never a pause, yet too slow for 4 s
+            trickled.sendall(body[i : i + 1])
+            i += 1
+            reply = read_reply(trickled, pending)
+        except TimeoutError:
+            continue
+        except OSError:
+            break
+    cut_after = time.monotonic() - started
+    assert_json_error(reply, 408)
+    assert 3.5 < cut_after < 8, cut_after
+    reply = read_reply(stalled, bytearray())
+    assert_json_error(reply, 408)
+    assert closed_by_server(stalled, 5)
+    for sock in (trickled, stalled):
+        sock.close()
+    assert s.get("/healthcheck").status_code == 200
+
+
+def test_at_the_connection_cap_the_longest_idle_connection_makes_room(make_server):
+    s = make_server()
+    assert s.post("/fit/p", FIT).status_code == 200
+    # 300 descriptors per process: each new worker holds at most 172 connections.
+    resource.prlimit(s.proc.pid, resource.RLIMIT_NOFILE, (300, 300))
+    old = set(s.worker_pids())
+    os.kill(s.proc.pid, signal.SIGHUP)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline and (
+        set(s.worker_pids()) & old or len(s.worker_pids()) < 2
+    ):
+        time.sleep(0.1)
+    time.sleep(1.0)
+    held = [connect(s.port) for _ in range(450)]
+    try:
+        time.sleep(0.5)
+        started = time.monotonic()
+        r = requests.post(s.url + "/predict/p", data=POINT, timeout=10)
+        assert r.status_code == 200
+        assert time.monotonic() - started < 2
+        closed = sum(closed_by_server(sock, 0.01) for sock in held)
+        assert closed >= 450 - 2 * 172, closed
+    finally:
+        for sock in held:
+            sock.close()
