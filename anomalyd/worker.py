@@ -168,7 +168,10 @@ class BufferedThreadWorker(ThreadWorker):
         while self.idle and self.idle[0][0] <= now:
             deadline, conn = self.idle.popleft()
             if conn.state == IDLE and conn.deadline == deadline:
-                self.close_now(conn)
+                if self.has_bytes(conn):  # a request came in the meantime: serve it
+                    self.on_readable(conn)
+                else:
+                    self.close_now(conn)
         while self.closing and self.closing[0][0] <= now:
             deadline, conn = self.closing.popleft()
             if conn.state == CLOSING and conn.deadline == deadline:
@@ -205,6 +208,16 @@ class BufferedThreadWorker(ThreadWorker):
                     self.close_now(conn)
                     return True
         return False
+
+    @staticmethod
+    def has_bytes(conn: Conn) -> bool:
+        """Whether bytes wait unread: closing then would reset the connection and
+        lose a request the client has sent (the worker may have been stopped or busy
+        past the deadline while it arrived)."""
+        try:
+            return bool(conn.sock.recv(1, socket.MSG_PEEK))
+        except OSError:  # nothing yet (EAGAIN), or the connection is gone
+            return False
 
     def register(self, conn: Conn) -> None:
         if not conn.registered:
