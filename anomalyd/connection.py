@@ -8,6 +8,7 @@ never waits for the client.
 
 from __future__ import annotations
 
+import errno
 import io
 
 from gunicorn.http.body import LengthReader
@@ -15,6 +16,7 @@ from gunicorn.http.errors import NoMoreData
 from gunicorn.http.message import Request
 from gunicorn.http.unreader import Unreader
 
+from anomalyd import http_errors
 from anomalyd.framing import Scan
 
 # Connection states.
@@ -120,3 +122,52 @@ def parse(cfg, job: Job, client) -> Request:
         # (what the app does) returns it without a copy.
         req.body = io.BytesIO(job.body)
     return req
+
+
+class ServesJobs:
+    """The thread side of the worker: a complete request in, its answer out."""
+
+    # Set by the worker module from the timeout setting.
+    send_timeout = 60.0
+
+    def serve(self, conn: Conn, job) -> bool:
+        """Parse and answer one complete request; True to keep the connection."""
+        req = None
+        try:
+            # Reads never happen here; the timeout bounds sending the response.
+            conn.sock.settimeout(self.send_timeout)
+            req = parse(self.cfg, job, conn.client)
+            if job.close_after:  # framed with doubt: answered, then closed
+                req.force_close()
+            return self.handle_request(req, conn)
+        except OSError as e:
+            if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN) or (
+                isinstance(e, TimeoutError)
+            ):
+                self.log.debug("Client gone while answering: %s", e)
+            elif http_errors.client_error(e) is not None:  # NoMoreData
+                self.handle_error(req, conn.sock, conn.client, e)
+            else:
+                self.log.exception("Socket error processing request.")
+        except StopIteration:
+            pass
+        except Exception as e:  # noqa: BLE001 - answered with the error body
+            self.handle_error(req, conn.sock, conn.client, e)
+        return False
+
+    def handle_error(self, req, client, addr, exc) -> None:
+        """gunicorn's error answer, with the JSON error body instead of HTML."""
+        found = http_errors.client_error(exc)
+        if found is None:
+            where = f"{req.method} {req.uri}" if hasattr(req, "uri") else "(no URI)"
+            self.log.exception("Error handling request %s", where)
+            status, description = 500, "an internal error; it was logged"
+        else:
+            status, description = found
+            self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
+        try:
+            client.sendall(
+                http_errors.response(status, http_errors.title_of(status), description)
+            )
+        except OSError:
+            self.log.debug("Failed to send error message.")

@@ -45,7 +45,7 @@ from anomalyd.connection import (
     CLOSING,
     IDLE,
     Conn,
-    parse,
+    ServesJobs,
     take_job,
 )
 from anomalyd.framing import HEAD, Refuse
@@ -81,7 +81,7 @@ def configure(settings) -> None:
     MAX_BODY_BYTES = settings.max_body_bytes
 
 
-class BufferedThreadWorker(ThreadWorker):
+class BufferedThreadWorker(ServesJobs, ThreadWorker):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # gthread closes keep-alive connections past this; here idle ones wait in
@@ -98,6 +98,7 @@ class BufferedThreadWorker(ThreadWorker):
 
     def init_process(self) -> None:
         BUDGET.configure(MAX_INFLIGHT_BYTES)
+        self.send_timeout = CLIENT_TIMEOUT
         self.write_pool = futures.ThreadPoolExecutor(max_workers=WRITE_THREADS)
         super().init_process()
 
@@ -426,47 +427,3 @@ class BufferedThreadWorker(ThreadWorker):
         except OSError:
             pass
         self.close_politely(conn)
-
-    # -- in a thread -----------------------------------------------------------------
-
-    def serve(self, conn: Conn, job) -> bool:
-        """Parse and answer one complete request; True to keep the connection."""
-        req = None
-        try:
-            # Reads never happen here; the timeout bounds sending the response.
-            conn.sock.settimeout(CLIENT_TIMEOUT)
-            req = parse(self.cfg, job, conn.client)
-            if job.close_after:  # framed with doubt: answered, then closed
-                req.force_close()
-            return self.handle_request(req, conn)
-        except OSError as e:
-            if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN) or (
-                isinstance(e, TimeoutError)
-            ):
-                self.log.debug("Client gone while answering: %s", e)
-            elif http_errors.client_error(e) is not None:  # NoMoreData
-                self.handle_error(req, conn.sock, conn.client, e)
-            else:
-                self.log.exception("Socket error processing request.")
-        except StopIteration:
-            pass
-        except Exception as e:  # noqa: BLE001 - answered with the error body
-            self.handle_error(req, conn.sock, conn.client, e)
-        return False
-
-    def handle_error(self, req, client, addr, exc) -> None:
-        """gunicorn's error answer, with the JSON error body instead of HTML."""
-        found = http_errors.client_error(exc)
-        if found is None:
-            where = f"{req.method} {req.uri}" if hasattr(req, "uri") else "(no URI)"
-            self.log.exception("Error handling request %s", where)
-            status, description = 500, "an internal error; it was logged"
-        else:
-            status, description = found
-            self.log.warning("Invalid request from ip=%s: %s", (addr or ("",))[0], exc)
-        try:
-            client.sendall(
-                http_errors.response(status, http_errors.title_of(status), description)
-            )
-        except OSError:
-            self.log.debug("Failed to send error message.")

@@ -704,3 +704,62 @@ def test_access_log_off_by_default_to_stderr_or_to_a_file(make_server, tmp_path)
     assert [ua for ua, _ in found] == ["stderr"]
     found = LINE.findall(path.read_text())
     assert [ua for ua, _ in found] == ["file"] and float(found[0][1]) < 5
+
+
+# -- HUP reloads finish what they started ------------------------------------------
+
+
+def test_no_request_that_reached_the_service_fails_across_five_hups(
+    make_server, tmp_path
+):
+    access = tmp_path / "access.log"
+    s = make_server(extra=["--access-log", str(access)])
+    assert s.post("/fit/p", FIT).status_code == 200
+    until = time.monotonic() + 14
+    outcomes: list = []  # (client kind, request id, reused connection?, error or None)
+
+    def client(i: int, keep_alive: bool) -> None:
+        session = requests.Session()
+        n = 0
+        while time.monotonic() < until:
+            n += 1
+            rid = f"c{i}n{n}"
+            path, body = (f"/fit/h{i}", FIT) if n % 3 == 0 else ("/predict/p", None)
+            headers = {"User-Agent": f"probe-{rid}"}
+            if not keep_alive:
+                headers["Connection"] = "close"
+            try:
+                r = session.post(
+                    s.url + path,
+                    json=body or json.loads(POINT),
+                    headers=headers,
+                    timeout=60,
+                )
+                error = None if r.status_code == 200 else f"status {r.status_code}"
+            except requests.RequestException as exc:
+                error = repr(exc)
+            outcomes.append((keep_alive, rid, n > 1, error))
+            time.sleep(0.02 * (n % 5))  # think time: idle keep-alive connections
+
+    clients = [threading.Thread(target=client, args=(i, i % 2 == 0)) for i in range(8)]
+    for t in clients:
+        t.start()
+    time.sleep(1.5)
+    for _ in range(5):
+        os.kill(s.proc.pid, signal.SIGHUP)
+        time.sleep(2.0)
+    for t in clients:
+        t.join()
+    time.sleep(0.5)
+    reached = set(re.findall(r'"probe-(c\d+n\d+)" ', access.read_text()))
+    failed = [o for o in outcomes if o[3] is not None]
+    print(
+        f"5 HUPs: {len(outcomes)} requests, {len(reached)} reached the service, "
+        f"{len(failed)} failed: {failed[:5]}"
+    )
+    assert len(outcomes) > 200
+    # Nothing that reached the service failed, and nothing on a new connection.
+    assert [o for o in failed if o[1] in reached or not o[0]] == []
+    # The race HTTP/1.1 cannot avoid: a request sent on a kept-alive connection at
+    # the instant a retiring worker closes it never arrives; it is rare.
+    assert all(o[2] for o in failed) and len(failed) <= 3, failed
