@@ -854,12 +854,14 @@ def main() -> int:
         "| worker | tool | req/s | p50 | p95 | p99 | errors | req/s / previous worker's, per round |",
         "|---|---|---:|---:|---:|---:|---:|---|",
         *(
-            fmt_row(name, "wrk", predict[name])[:-1]
-            + " "
+            fmt_row(name, "wrk", predict[name])
+            + " median "
+            + f"{statistics.median(per_round(runs[name], runs['worker-deadline'])):.2f}"
+            + " (rounds: "
             + ", ".join(
                 f"{x:.2f}" for x in per_round(runs[name], runs["worker-deadline"])
             )
-            + " |"
+            + ") |"
             for name in ("anomalyd", *(f"worker-{w}" for w in BASELINE_WORKERS))
         ),
         "",
