@@ -763,3 +763,20 @@ def test_no_request_that_reached_the_service_fails_across_five_hups(
     # The race HTTP/1.1 cannot avoid: a request sent on a kept-alive connection at
     # the instant a retiring worker closes it never arrives; it is rare.
     assert all(o[2] for o in failed) and len(failed) <= 3, failed
+
+
+def test_a_thread_never_waits_for_bytes_the_loop_did_not_frame():
+    from gunicorn.config import Config
+    from gunicorn.http.errors import NoMoreData
+
+    from anomalyd.connection import Job, parse
+
+    cfg = Config()
+    head = b"POST /fit/a HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\n"
+    req = parse(cfg, Job(head, b"0123456789", 0, True, False, 1), ("127.0.0.1", 1))
+    assert req.body.read() == b"0123456789"
+    # gunicorn's parser wants more than the job holds: refused, not waited for.
+    with pytest.raises(NoMoreData):
+        parse(cfg, Job(head, b"01234", 0, True, False, 1), ("127.0.0.1", 1))
+    with pytest.raises(NoMoreData):
+        parse(cfg, Job(head[:-2], None, 0, True, True, 1), ("127.0.0.1", 1))
