@@ -57,8 +57,10 @@ WRITE_THREADS = 4
 MAX_INFLIGHT_BYTES: int | None = None
 MAX_BODY_BYTES = 64 * 1024 * 1024
 
-# Writes queued per write thread beyond the ones running before a 503.
-WRITE_QUEUE_PER_THREAD = 4
+# Writes queued per write thread beyond the ones running before a 503: room for a
+# burst (40 concurrent fits of one series must all be stored), bounded so writers
+# piling up behind a stopped writer get a quick 503 instead of waiting minutes.
+WRITE_QUEUE_PER_THREAD = 16
 RETRY_AFTER = 1  # seconds, in the 503s
 # After the answer that closes a connection, unread bytes the client still sends are
 # read and dropped for a while (so the kernel does not reset the connection and lose
