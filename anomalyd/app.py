@@ -133,7 +133,9 @@ def add_login_routes(app: falcon.App, token: str, sessions: Sessions) -> None:
 
 def max_readers(settings: Settings) -> int:
     """Reader slots: every thread of every worker, the backup tool, and headroom."""
-    return max(126, 2 * settings.workers * settings.threads + 32)
+    return max(
+        126, 2 * settings.workers * (settings.threads + settings.write_threads) + 32
+    )
 
 
 def get_app(settings: Settings, stats: Stats) -> falcon.App:

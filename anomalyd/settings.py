@@ -43,6 +43,9 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     timeout: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
     keepalive: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 5
     session_hours: Annotated[int, msgspec.Meta(ge=1, le=8760)] = 12
+    write_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    max_inflight_bytes: Annotated[int, msgspec.Meta(ge=MiB, le=64 * GiB)] = 128 * MiB
+    access_log: Annotated[str, msgspec.Meta(min_length=1)] | None = None
 
     def __post_init__(self) -> None:
         # A ValueError here is a ValidationError of msgspec.convert, message unchanged.
@@ -74,6 +77,14 @@ HELP: dict[str, str] = {
         "hours a browser's dashboard session lasts after logging in with the "
         "api_token (only with a token)"
     ),
+    "write_threads": (
+        "threads per worker for requests that write (fit, delete); the other "
+        "requests have the threads pool to themselves"
+    ),
+    "max_inflight_bytes": (
+        "most bytes of request bodies a worker holds in memory at once (503 beyond)"
+    ),
+    "access_log": "access log: '-' for stderr (the journal), or a file; off if unset",
 }
 
 
