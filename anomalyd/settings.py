@@ -155,14 +155,23 @@ def load(
 
 # -- messages for a person -----------------------------------------------------------
 
-_UNITS = {"map_size": "bytes", "max_body_bytes": "bytes"}
 _SECONDS = {"timeout", "keepalive"}
 _HOURS = {"session_hours"}
+
+
+def _unit(field: str) -> str:
+    """The unit of an integer setting, from its name: ``*_bytes`` and ``map_size``
+    are bytes, so a new setting named that way is worded without a list to update."""
+    if field == "map_size" or field.endswith("_bytes"):
+        return "bytes"
+    if field in _SECONDS:
+        return "seconds"
+    return "hours" if field in _HOURS else ""
 _FIELD_TYPES = {f.name: f.type for f in msgspec.inspect.type_info(Settings).fields}
 
 
 def _amount(field: str, number: int) -> str:
-    if _UNITS.get(field) == "bytes":
+    if _unit(field) == "bytes":
         for unit, size in (("TiB", 1024 * GiB), ("GiB", GiB), ("MiB", MiB)):
             if number >= size and number % size == 0:
                 return f"{number} ({number // size} {unit})"
@@ -183,9 +192,7 @@ def requirement(field: str, exc: Exception | None = None) -> str:
             t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType)
         )
     if isinstance(kind, msgspec.inspect.IntType):
-        unit = " of " + _UNITS[field] if field in _UNITS else ""
-        unit = " of seconds" if field in _SECONDS else unit
-        unit = " of hours" if field in _HOURS else unit
+        unit = f" of {_unit(field)}" if _unit(field) else ""
         low = kind.ge if kind.ge is not None else kind.gt + 1
         high = kind.le if kind.le is not None else kind.lt - 1
         return (
