@@ -167,6 +167,8 @@ def _unit(field: str) -> str:
     if field in _SECONDS:
         return "seconds"
     return "hours" if field in _HOURS else ""
+
+
 _FIELD_TYPES = {f.name: f.type for f in msgspec.inspect.type_info(Settings).fields}
 
 

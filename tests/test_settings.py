@@ -178,7 +178,10 @@ BAD_VALUES = {
     "keepalive": ("1.5", "a whole number of seconds from 0 to 3600"),
     "session_hours": ("0", "a whole number of hours from 1 to 8760"),
     "write_threads": ("0", "a whole number from 1 to 64"),
-    "max_inflight_bytes": ("1", "of bytes from 1048576 (1 MiB) to 68719476736 (64 GiB)"),
+    "max_inflight_bytes": (
+        "1",
+        "of bytes from 1048576 (1 MiB) to 68719476736 (64 GiB)",
+    ),
     "access_log": ("", "a non-empty string"),
 }
 
