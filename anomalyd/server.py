@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import resource
 import shutil
 import signal
 import tempfile
@@ -17,7 +18,7 @@ import tempfile
 from gunicorn.app.base import BaseApplication
 from gunicorn.errors import HaltServer
 
-from anomalyd import supervise
+from anomalyd import access_log, supervise
 from anomalyd import worker as worker_module
 from anomalyd.regions import remove_stale_regions
 from anomalyd.settings import Settings
@@ -27,7 +28,7 @@ log = logging.getLogger("anomalyd")
 
 
 WORKER_CLASSES = {
-    "gthread": "anomalyd.worker.DeadlineThreadWorker",
+    "gthread": "anomalyd.worker.BufferedThreadWorker",
     "sync": "sync",
 }
 
@@ -56,6 +57,31 @@ def free_slot(workers: dict, size: int) -> int | None:
     """
     taken = {getattr(w, "anomalyd_slot", None) for w in workers.values()}
     return next((i for i in range(size) if i not in taken), None)
+
+
+# File descriptors a worker keeps for itself: listeners, LMDB, logs, pipes, threads.
+RESERVED_FDS = 128
+# Connections per worker at most, whatever the descriptor limit: each costs a few KiB
+# of memory (Python objects and kernel socket buffers).
+MAX_CONNECTIONS = 16384
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit; return the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (ValueError, OSError):
+            log.warning("could not raise the open-files limit above %d", soft)
+    return soft
+
+
+def worker_connections(fd_limit: int) -> int:
+    """Connections a worker may hold: what its descriptors allow, within bounds."""
+    return max(64, min(fd_limit - RESERVED_FDS, MAX_CONNECTIONS))
 
 
 def worker_slots(workers: int) -> int:
@@ -95,7 +121,9 @@ class Service(BaseApplication):
             self.runtime_dir, self._owns_runtime_dir = runtime_dir()
             slots = worker_slots(settings.workers)
             try:
-                self.stats = Stats.create(self.runtime_dir, slots, settings.threads)
+                self.stats = Stats.create(
+                    self.runtime_dir, slots, settings.threads + settings.write_threads
+                )
             except OSError as exc:
                 if self._owns_runtime_dir:
                     shutil.rmtree(self.runtime_dir, ignore_errors=True)
@@ -112,8 +140,9 @@ class Service(BaseApplication):
         options = {
             "bind": [s.bind],
             "workers": s.workers,
-            # gthread with a deadline on reading each request (see anomalyd.worker).
+            # Requests reach a thread once they have arrived (see anomalyd.worker).
             "worker_class": WORKER_CLASSES[s.worker_class],
+            "worker_connections": worker_connections(raise_fd_limit()),
             # gunicorn silently turns "sync" with threads > 1 into gthread.
             "threads": s.threads if s.worker_class == "gthread" else 1,
             "timeout": s.timeout,
@@ -121,7 +150,6 @@ class Service(BaseApplication):
             "keepalive": s.keepalive,
             "loglevel": s.log_level,
             "errorlog": "-",
-            "accesslog": None,
             "proc_name": "anomalyd",
             "worker_tmp_dir": self.runtime_dir,
             # Under the runtime directory, so two services on one host never share it.
@@ -138,10 +166,10 @@ class Service(BaseApplication):
             ),
             "on_exit": lambda arbiter: self.cleanup(),
         }
+        options.update(access_log.options(s.access_log))
         for key, value in options.items():
             self.cfg.set(key, value)
-        # Inherited by the workers at fork.
-        worker_module.CLIENT_TIMEOUT = float(s.timeout)
+        worker_module.configure(s)  # inherited by the workers at fork
 
     def pre_fork(self, live_workers: dict, worker) -> None:
         worker.anomalyd_slot = free_slot(live_workers, self.stats.worker_slots)

@@ -18,6 +18,7 @@ import anomalyd
 from anomalyd import schemas
 from anomalyd.api.common import MAX_PAGE
 from anomalyd.api.health import Health
+from anomalyd.api.login_docs import add_login_paths
 from anomalyd.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 _REF = "#/components/schemas/{name}"
@@ -186,13 +187,9 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
         "name": "limit",
         "in": "query",
         "required": False,
-        "description": "Most series on one page (empty: the default, 100).",
-        "schema": {
-            "anyOf": [
-                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
-                {"type": "string", "maxLength": 0},
-            ]
-        },
+        "description": f"Most series on one page, 1 to {MAX_PAGE} (absent: 100; "
+        "empty or anything else: 400).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
     }
     after_query = {
         "name": "after",
@@ -333,6 +330,8 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
             )
         },
     }
+    if token_required:
+        add_login_paths(paths)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -340,8 +339,10 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
             "version": anomalyd.__version__,
             "summary": "Self-hosted anomaly detection for time series.",
             "description": (
-                "Every error carries the body ErrorBody. A method a route does not "
-                "have is answered 405 with an Allow header. Bodies are JSON (UTF-8)."
+                "Every error carries the body ErrorBody. Every route with GET also "
+                "answers HEAD (GET's status and headers, no body). A method a route "
+                "does not have is answered 405 with an Allow header. Bodies are JSON "
+                "(UTF-8)."
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },

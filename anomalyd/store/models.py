@@ -296,6 +296,30 @@ class Store(StoreBase):
                 page.append((key.decode(), last, count))
         return page, None
 
+    def list_series_before(
+        self, limit: int, before: str
+    ) -> tuple[list[tuple[str, int, int]], str | None]:
+        """Up to ``limit`` live series just before ``before``, in id order, and the
+        first of them when more live series come before it (else None): the page
+        before, read with a cursor walking backwards, as cheap as ``list_series``."""
+        page: list[tuple[str, int, int]] = []
+        with self.env.begin() as txn:
+            cursor = txn.cursor(db=self._series)
+            # The first key at or after ``before``, then step back from there.
+            if cursor.set_range(before.encode()):
+                moved = cursor.prev()
+            else:
+                moved = cursor.last()
+            while moved:
+                if len(page) == limit:
+                    page.reverse()
+                    return page, page[0][0]
+                _, _, last, count = SERIES.unpack(cursor.value())
+                page.append((cursor.key().decode(), last, count))
+                moved = cursor.prev()
+        page.reverse()
+        return page, None
+
     def series_trained(self) -> int:
         with self.env.begin() as txn:
             raw = txn.get(b"series_trained", db=self._meta)
