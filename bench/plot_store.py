@@ -10,7 +10,8 @@ does), then served by that code (``anomalyd serve``, 2 workers), and
 ``GET /plot?series_id=big&version=v1`` is timed ``--rounds`` times on one keep-alive
 connection, without If-None-Match (each one draws). Also timed: ``add_version`` itself
 (the fit's store part) and, in this checkout, ``plot.drawing_of`` alone, the fit-time
-cost of the drawing.
+cost of the drawing; and, last, this checkout's ``add_version`` of the same points
+twice without a drawer and twice with one, alternating, in one process.
 """
 
 from __future__ import annotations
@@ -154,6 +155,30 @@ def main() -> None:
             if got["drawing_of_s"] is not None:
                 line += f", of which drawing_of {got['drawing_of_s']:.2f} s"
             print(line, flush=True)
+        cost = run_in(ROOT, "-c", FIT_COST, tmp, str(args.points)).stdout.decode()
+        print(f" this checkout: add_version {cost.strip()}")
+
+
+FIT_COST = r"""
+import sys, tempfile, time
+import numpy as np
+from anomalyd.detectors import DetectorParams, fit
+from anomalyd.plot import drawing_of
+from anomalyd.store import Store
+tmp, n = sys.argv[1], int(sys.argv[2])
+rng = np.random.default_rng(1)
+timestamps = 1_600_000_000 + 60 * np.arange(n, dtype=np.int64)
+values = 50 + np.cumsum(rng.normal(0, 0.05, n)) + rng.normal(0, 1, n)
+model = fit(values, DetectorParams(direction="both"))
+took = {"without a drawing": [], "with it": []}
+for label, drawer in [("without a drawing", None), ("with it", drawing_of)] * 2:
+    store = Store(tempfile.mkdtemp(dir=tmp), map_size=16 << 30, drawer=drawer)
+    started = time.perf_counter()
+    store.add_version("big", model, timestamps, values, 0.0)
+    took[label].append(time.perf_counter() - started)
+    store.close()
+print("; ".join(f"{k}: " + " / ".join(f"{t:.2f} s" for t in v) for k, v in took.items()))
+"""
 
 
 if __name__ == "__main__":
