@@ -388,7 +388,7 @@ def unowned_files(directory: str, root: str = "/") -> list[str]:
     postinst compiles (prerm removes it)."""
     owned = set(
         subprocess.run(
-            ["chroot", root, "dpkg", "-L", PACKAGE],
+            [shutil.which("chroot") or "/usr/sbin/chroot", root, "dpkg", "-L", PACKAGE],
             check=True,
             capture_output=True,
             text=True,
