@@ -123,7 +123,7 @@ class Service:
         self.cwd = cwd or workdir
         self.user = user
         self.hardened = hardened
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.notified: list[str] = []
         self.proc: subprocess.Popen | None = None
@@ -364,7 +364,7 @@ def series_versions(url: str, series_id: str) -> list[str]:
     return [v["version"] for v in found.json()["versions"]]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 from shipping import (
     NOBODY,
     PACKAGE,
@@ -26,6 +27,7 @@ from shipping import (
     Service,
     build,
     build_version,
+    free_port,
     round_trip,
     series_versions,
     unit_settings,
@@ -100,7 +102,8 @@ class Chroot:
         os.chmod(private, 0o755)  # as the service sees it in its own namespace
         state = private / "anomalyd"
         state.mkdir(mode=0o700, exist_ok=True)
-        os.chown(state, NOBODY, NOBODY)
+        for path in [state, *state.rglob("*")]:  # as systemd re-owns it at start
+            os.chown(path, NOBODY, NOBODY)
         if not self.path("/var/lib/anomalyd").is_symlink():
             self.path("/var/lib/anomalyd").symlink_to("private/anomalyd")
         runtime = self.path("/run/anomalyd")
@@ -214,6 +217,132 @@ def test_installs_and_serves(chroot, packages, tmp_path):
     finally:
         service.kill()
     assert (chroot.path("/var/lib/private/anomalyd") / "data.mdb").is_file()
+
+
+def test_booted_under_systemd_with_and_without_a_token(chroot):
+    """The release's own systemd (252 on Debian 12, 257 on 13) as PID 1 of a container
+    (systemd-nspawn) booting the chroot: the enabled unit starts as a dynamic uid under
+    its whole sandbox with no token (a fresh install: an empty credentials directory),
+    then, with /etc/anomalyd/credentials/api_token written (root's, 0600) and the unit
+    restarted, asks every client for that token."""
+    if shutil.which("systemd-nspawn") is None or shutil.which("nsenter") is None:
+        pytest.skip("systemd-nspawn not installed (.ci/run installs systemd-container)")
+    if not chroot.installed():
+        pytest.skip("anomalyd is not installed: see test_installs_and_serves")
+    chroot.run(
+        "apt-get", "install", "-y", "-q", "--no-install-recommends", "systemd-sysv"
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    dropin = chroot.path("/etc/systemd/system/anomalyd.service.d/test.conf")
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text(f"[Service]\nEnvironment=ANOMALYD_BIND=127.0.0.1:{port}\n")
+    assert chroot.path(
+        "/etc/systemd/system/multi-user.target.wants/anomalyd.service"
+    ).is_symlink(), "postinst did not enable the unit"
+    verified = chroot.run(
+        "systemd-analyze", "verify", "/lib/systemd/system/anomalyd.service"
+    )
+    assert not verified.stderr.strip(), verified.stderr
+
+    subprocess.run(["umount", str(chroot.path("/proc"))], check=True)
+    log = chroot.path("/tmp/nspawn.log").open("wb")
+    boot = subprocess.Popen(
+        ["systemd-nspawn", "--quiet", "--register=no", "--keep-unit", "--boot"]
+        + ["--directory", str(chroot.root)],
+        stdin=subprocess.DEVNULL,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+    def inside(*argv: str) -> subprocess.CompletedProcess:
+        (init,) = subprocess.run(
+            ["pgrep", "-P", str(boot.pid)], capture_output=True, text=True, check=True
+        ).stdout.split()
+        return subprocess.run(
+            ["nsenter", "-t", init, "-m", "-u", "-i", "-p", "-r", "-w", *argv],
+            check=False,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    def journal() -> str:
+        return inside("journalctl", "-u", "anomalyd", "--no-pager", "-n", "40").stdout
+
+    try:
+        _wait_healthy(url, boot, journal)
+        assert inside("systemctl", "is-active", "anomalyd").stdout.strip() == "active"
+        assert requests.get(f"{url}/series", timeout=30).status_code == 200
+        pid = inside("systemctl", "show", "-P", "MainPID", "anomalyd").stdout.strip()
+        status = inside("cat", f"/proc/{pid}/status").stdout
+        uid = int(
+            next(x for x in status.splitlines() if x.startswith("Uid:")).split()[1]
+        )
+        assert 61184 <= uid <= 65519, status  # DynamicUser's range, not root
+
+        token = chroot.path("/etc/anomalyd/credentials/api_token")
+        token.write_text("s3cret-booted\n")
+        os.chmod(token, 0o600)
+        restarted = inside("systemctl", "restart", "anomalyd")
+        assert restarted.returncode == 0, restarted.stderr + journal()
+        _wait_healthy(url, boot, journal)
+        assert requests.get(f"{url}/series", timeout=30).status_code == 401
+        allowed = requests.get(
+            f"{url}/series",
+            headers={"Authorization": "Bearer s3cret-booted"},
+            timeout=30,
+        )
+        assert allowed.status_code == 200, allowed.text + journal()
+        version = round_trip_with_token(url, "s3cret-booted")
+        assert version, journal()
+    finally:
+        if boot.poll() is None:
+            inside("systemctl", "poweroff")
+            try:
+                boot.wait(120)
+            except subprocess.TimeoutExpired:
+                os.killpg(boot.pid, 9)
+                boot.wait()
+        log.close()
+        token = chroot.path("/etc/anomalyd/credentials/api_token")
+        token.unlink(missing_ok=True)
+        dropin.unlink(missing_ok=True)
+        proc = chroot.path("/proc")
+        subprocess.run(["mount", "-t", "proc", "proc", str(proc)], check=True)
+
+
+def _wait_healthy(url: str, boot: subprocess.Popen, journal) -> None:
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert boot.poll() is None, "the container stopped"
+        try:
+            if requests.get(f"{url}/healthcheck", timeout=5).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        time.sleep(1)
+    pytest.fail(f"anomalyd never answered under systemd: {journal()}")
+
+
+def round_trip_with_token(url: str, token: str) -> str:
+    headers = {"Authorization": f"Bearer {token}"}
+    fit = requests.post(
+        f"{url}/fit/booted",
+        json={"timestamps": [1, 2, 3, 4], "values": [1.0, 2.0, 1.5, 1.2]},
+        headers=headers,
+        timeout=60,
+    )
+    assert fit.status_code == 200, fit.text
+    predict = requests.post(
+        f"{url}/predict/booted",
+        json={"timestamp": 5, "value": 50.0},
+        headers=headers,
+        timeout=60,
+    )
+    assert predict.status_code == 200 and predict.json()["anomaly"], predict.text
+    return fit.json()["version"]
 
 
 def test_upgrade_then_purge_leave_nothing_behind(chroot, packages, tmp_path):

@@ -196,6 +196,7 @@ def test_deb_holds_the_files_a_host_needs(artifacts, tmp_path):
     assert "python3 (>= 3.11)" in depends and "python3 (<< 3.14)" in depends
     assert not [d for d in depends if d.startswith("python3.")], depends
     assert any(d.startswith("libc6 (>= ") for d in depends), depends
+    assert "procps" in depends, depends  # ExecReload=kill
     shipped_unit = (tmp_path / "lib/systemd/system/anomalyd.service").read_text()
     assert shipped_unit == (ROOT / "systemd/anomalyd.service").read_text()
     assert (control / "conffiles").read_text().split() == [

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from shipping import (
     Service,
     build,
     dpkg,
+    free_port,
     harden,
     mdwe_supported,
     round_trip,
@@ -299,7 +299,7 @@ def test_socket_unit_hands_its_socket_to_gunicorn(installed_unit, unprivileged_b
     service = unit_service(
         installed_unit, unprivileged_base, unprivileged_base, user=NOBODY
     )
-    decoy = _free_port()
+    decoy = free_port()
     service.env["ANOMALYD_BIND"] = f"127.0.0.1:{decoy}"
     passed = [*service.env, "NOTIFY_SOCKET", "LANG"]
     service.argv = [
@@ -334,12 +334,6 @@ def test_socket_unit_hands_its_socket_to_gunicorn(installed_unit, unprivileged_b
     finally:
         service.kill()
         knocker.join(90)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_exec_start_with_procsubset_pid(installed_unit, unprivileged_base):
