@@ -20,6 +20,8 @@ from anomalyd.bind import normalize_bind
 MiB = 1024 * 1024
 GiB = 1024 * MiB
 ENV_PREFIX = "ANOMALYD_"
+# The systemd credential holding the token (systemd/anomalyd.service, LoadCredential=).
+API_TOKEN_CRED = "anomalyd_api_token"
 
 
 class SettingsError(Exception):
@@ -66,7 +68,10 @@ HELP: dict[str, str] = {
     "max_body_bytes": "largest request body accepted (413 beyond)",
     "lru_size": "models cached per worker",
     "api_token": "bearer token every route but /healthcheck and /metrics requires",
-    "api_token_file": "file whose content (stripped) is the api_token, kept out of argv",
+    "api_token_file": (
+        "file whose content (stripped) is the api_token, kept out of argv (default "
+        "$CREDENTIALS_DIRECTORY/anomalyd_api_token under systemd, if there)"
+    ),
     "log_level": "debug, info, warning, error or critical",
     "timeout": (
         "seconds a worker may be silent before the master restarts it; also the "
@@ -101,6 +106,9 @@ def _defaults(environ: Any) -> dict[str, Any]:
     if environ.get("STATE_DIRECTORY"):
         # systemd may pass several directories separated by ':'; ours is the first.
         values["data_dir"] = environ["STATE_DIRECTORY"].split(":")[0]
+    credential = os.path.join(environ.get("CREDENTIALS_DIRECTORY", ""), API_TOKEN_CRED)
+    if environ.get("CREDENTIALS_DIRECTORY") and os.path.exists(credential):
+        values["api_token_file"] = credential  # systemd's LoadCredential=
     return values
 
 
@@ -115,6 +123,8 @@ def load(
     sources = {f: "default" for f in values}
     if environ.get("STATE_DIRECTORY"):
         sources["data_dir"] = "$STATE_DIRECTORY"
+    if values["api_token_file"] is not None:
+        sources["api_token_file"] = "$CREDENTIALS_DIRECTORY"
 
     config_file = (
         (flags or {}).get("config") or environ.get(env_name("config")) or (config_file)

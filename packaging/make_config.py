@@ -18,13 +18,17 @@ HEADER = """\
 # Under systemd, data_dir defaults to $STATE_DIRECTORY (/var/lib/anomalyd).
 # Apply changes with `systemctl restart anomalyd`; check them with
 # `anomalyd check-config --config /etc/anomalyd/anomalyd.toml`.
+#
+# The access token: put it in /etc/anomalyd/credentials/api_token (root's, mode 600);
+# the unit hands it to the service as a systemd credential, which sets api_token_file.
+# The service's dynamic uid cannot read a root-only api_token_file named here.
 """
 
 # Shown instead of the default where the default says nothing useful on a packaged host.
 EXAMPLES = {
     "data_dir": "/var/lib/anomalyd",
     "api_token": "a-long-random-secret",
-    "api_token_file": "/etc/anomalyd/api_token",
+    "api_token_file": "/srv/anomalyd/api_token",
 }
 
 

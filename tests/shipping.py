@@ -1,6 +1,7 @@
 """Helpers for the packaging tests: build the artifacts once, run them as systemd would.
 
-Not a conftest: only tests/test_packaging.py and tests/test_systemd.py use it.
+Not a conftest: only tests/test_packaging.py, tests/test_systemd.py and
+tests/test_debian.py use it.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import ctypes
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -43,12 +45,12 @@ def build(tmp_path_factory) -> tuple[Path, Path]:
     return _built[id(tmp_path_factory)]
 
 
-def _build(out: Path) -> tuple[Path, Path]:
+def _build(out: Path, root: Path = ROOT, version: str = VERSION) -> tuple[Path, Path]:
     env = {**os.environ, "PYTHON": sys.executable, "DIST": str(out), "BUILD": str(out)}
     for script in ("build_pyz.sh", "build_deb.sh"):
         done = subprocess.run(
-            ["sh", str(ROOT / "packaging" / script)],
-            cwd=ROOT,
+            ["sh", str(root / "packaging" / script)],
+            cwd=root,
             env=env,
             check=False,
             capture_output=True,
@@ -56,7 +58,7 @@ def _build(out: Path) -> tuple[Path, Path]:
             timeout=600,
         )
         assert done.returncode == 0, f"{script}: {done.stdout}{done.stderr}"
-    return out / f"anomalyd-{VERSION}.pyz", out / f"anomalyd_{VERSION}_amd64.deb"
+    return out / f"anomalyd-{version}.pyz", out / f"anomalyd_{version}_amd64.deb"
 
 
 def unit_settings(text: str) -> dict[str, list[str]]:
@@ -121,7 +123,7 @@ class Service:
         self.cwd = cwd or workdir
         self.user = user
         self.hardened = hardened
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.notified: list[str] = []
         self.proc: subprocess.Popen | None = None
@@ -233,6 +235,8 @@ def unit_service(unit_text: str, base: Path, workdir: Path, **kw) -> Service:
         ("runtime", "RuntimeDirectory"),
         ("cache", "CacheDirectory"),
     ):
+        if key not in settings:
+            continue
         (name,) = settings[key]
         path = roots[kind] / name
         if kind == "runtime":
@@ -259,11 +263,77 @@ def unit_service(unit_text: str, base: Path, workdir: Path, **kw) -> Service:
         "%E": "/etc",
         "%%": "%",
     }
+    credentials = load_credentials(settings, base, user)
+    if credentials is not None:
+        env["CREDENTIALS_DIRECTORY"] = str(credentials)
     for line in settings.get("Environment", []):
         for assignment in shlex.split(line):
             key, _, value = assignment.partition("=")
             env[key] = re.sub(r"%[CStE%]", lambda m: specifiers[m.group(0)], value)
     return Service(shlex.split(exec_start), workdir, env, cwd=Path("/"), **kw)
+
+
+def load_credentials(
+    settings: dict[str, list[str]], base: Path, user: int | None
+) -> Path | None:
+    """$CREDENTIALS_DIRECTORY as systemd fills it from the unit's LoadCredential= lines
+    (sources read under base): ID:FILE gives the credential ID, ID:DIRECTORY one
+    credential ID_NAME per file in it, a missing source stops the start. Each copy is
+    0400 and owned by the service's uid, the originals stay as they are."""
+    lines = settings.get("LoadCredential", [])
+    if not lines:
+        return None
+    found: dict[str, bytes] = {}
+    for line in lines:
+        cred_id, _, source = line.partition(":")
+        path = base / source.lstrip("/")
+        if path.is_dir():
+            for entry in sorted(path.iterdir()):
+                if entry.is_file():
+                    found[f"{cred_id}_{entry.name}"] = entry.read_bytes()
+        elif path.is_file():
+            found[cred_id] = path.read_bytes()
+        else:
+            raise RuntimeError(f"LoadCredential={line}: {path} missing: no start")
+    directory = base / "run/credentials/anomalyd.service"
+    directory.mkdir(parents=True, exist_ok=True)
+    for name, data in found.items():
+        target = directory / name
+        target.write_bytes(data)
+        os.chmod(target, 0o400)
+        if user is not None:
+            os.chown(target, user, user)
+    os.chmod(directory, 0o500)
+    if user is not None:
+        os.chown(directory, user, user)
+    return directory
+
+
+def find_python(minor: str) -> str | None:
+    """An interpreter of CPython 3.<minor>: on PATH, in /usr/bin or in pyenv's versions."""
+    name = f"python3.{minor}"
+    pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
+    candidates = [shutil.which(name, path="/usr/local/bin:/usr/bin:/bin")]
+    candidates += sorted(pyenv.glob(f"3.{minor}.*/bin/{name}"), reverse=True)
+    for found in candidates:
+        if found and os.access(found, os.X_OK) and "shims" not in str(found):
+            return str(found)
+    return None
+
+
+def build_version(tmp_path_factory, version: str) -> tuple[Path, Path]:
+    """The zipapp and .deb of this tree, but numbered ``version``: a second release to
+    upgrade to. Built from a copy with anomalyd.__version__ changed, by the same scripts."""
+    copy = tmp_path_factory.mktemp("release")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, copy / name)
+    for name in ("anomalyd", "packaging", "systemd", "docs"):
+        shutil.copytree(
+            ROOT / name, copy / name, ignore=shutil.ignore_patterns("__pycache__")
+        )
+    init = copy / "anomalyd" / "__init__.py"
+    init.write_text(init.read_text().replace(f'"{VERSION}"', f'"{version}"'))
+    return _build(tmp_path_factory.mktemp("dist"), copy, version)
 
 
 def round_trip(url: str, series_id: str) -> str:
@@ -294,7 +364,7 @@ def series_versions(url: str, series_id: str) -> list[str]:
     return [v["version"] for v in found.json()["versions"]]
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -311,3 +381,24 @@ def dpkg(*args: str) -> subprocess.CompletedProcess:
             assert done.returncode == 0, done.stdout + done.stderr
             return done
         time.sleep(2)
+
+
+def unowned_files(directory: str, root: str = "/") -> list[str]:
+    """Files under directory (inside root) that no package owns, but for the bytecode
+    postinst compiles (prerm removes it)."""
+    owned = set(
+        subprocess.run(
+            [shutil.which("chroot") or "/usr/sbin/chroot", root, "dpkg", "-L", PACKAGE],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+    )
+    found = []
+    for path in (Path(root) / directory.lstrip("/")).rglob("*"):
+        inside = "/" + str(path.relative_to(root))
+        if "__pycache__" in path.parts or path.is_dir():
+            continue
+        if inside not in owned:
+            found.append(inside)
+    return found

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -31,6 +30,7 @@ from shipping import (
     Service,
     build,
     dpkg,
+    free_port,
     harden,
     mdwe_supported,
     round_trip,
@@ -74,6 +74,8 @@ def unprivileged_base():
     """A root for systemd's directories that uid 65534 can reach (pytest's tmp is 0700)."""
     base = Path(tempfile.mkdtemp(prefix="anomalyd-unit-"))
     os.chmod(base, 0o755)
+    # What the package ships: the empty source of LoadCredential=.
+    (base / "etc/anomalyd/credentials").mkdir(parents=True)
     yield base
     shutil.rmtree(base, ignore_errors=True)
 
@@ -99,6 +101,73 @@ def test_unit_has_what_the_issue_asks():
     for key, value in expected.items():
         assert service.get(key) == value, key
     assert "@system-service" in service["SystemCallFilter"]
+
+
+def test_unit_gives_the_token_as_a_credential():
+    """The token reaches the service through LoadCredential= from a directory the
+    package ships, and nothing is unpacked into a cache at start any more."""
+    service = unit_settings(UNIT.read_text())
+    assert service["LoadCredential"] == ["anomalyd:/etc/anomalyd/credentials"]
+    assert "CacheDirectory" not in service
+    assert not [e for e in service.get("Environment", []) if "SHIV_ROOT" in e]
+
+
+def test_token_as_a_credential_under_a_dynamic_uid(installed_unit, unprivileged_base):
+    """The README's recipe: the token in /etc/anomalyd/credentials/api_token, root's,
+    mode 600. The service's uid cannot read that file (api_token_file pointing at it
+    fails with Permission denied, the bug this replaces); through $CREDENTIALS_DIRECTORY,
+    as systemd hands it over, the service starts and asks every client for the token."""
+    token_file = unprivileged_base / "etc/anomalyd/credentials/api_token"
+    token_file.write_text("s3cret-credential\n")
+    os.chmod(token_file, 0o600)
+
+    direct = unit_service(
+        installed_unit, unprivileged_base, unprivileged_base, user=NOBODY
+    )
+    del direct.env["CREDENTIALS_DIRECTORY"]
+    direct.env["ANOMALYD_API_TOKEN_FILE"] = str(token_file)
+    with pytest.raises(RuntimeError, match="Permission denied"):
+        direct.start(timeout=60)
+    shutil.rmtree(unprivileged_base / "run/credentials")
+
+    service = unit_service(
+        installed_unit, unprivileged_base, unprivileged_base, user=NOBODY, hardened=True
+    ).start()
+    try:
+        credential = Path(service.env["CREDENTIALS_DIRECTORY"]) / "anomalyd_api_token"
+        assert credential.stat().st_uid == NOBODY
+        assert requests.get(service.url + "/series", timeout=30).status_code == 401
+        allowed = requests.get(
+            service.url + "/series",
+            headers={"Authorization": "Bearer s3cret-credential"},
+            timeout=30,
+        )
+        assert allowed.status_code == 200, allowed.text
+        assert requests.get(service.url + "/healthcheck", timeout=30).ok
+        assert service.stop() == 0, service.output()
+    finally:
+        service.kill()
+
+    checked = subprocess.run(
+        [
+            "/usr/bin/anomalyd",
+            "check-config",
+            "--config",
+            "/etc/anomalyd/anomalyd.toml",
+        ],
+        check=False,
+        capture_output=True,
+        text=True,
+        user=NOBODY,
+        group=NOBODY,
+        extra_groups=[],
+        cwd="/",
+        env={**service.env, "PATH": "/usr/bin:/bin"},
+    )
+    assert checked.returncode == 0, checked.stderr
+    line = next(x for x in checked.stdout.splitlines() if "api_token_file" in x)
+    assert str(credential) in line and "$CREDENTIALS_DIRECTORY" in line, line
+    assert "s3cret" not in checked.stdout
 
 
 @needs_analyze
@@ -170,8 +239,9 @@ def test_exec_start_as_systemd_runs_it(installed_unit, unprivileged_base):
         )
         first = round_trip(service.url, "unit-temp")
         assert (state / "data.mdb").stat().st_uid == NOBODY
-        # The zipapp extracted into CacheDirectory (SHIV_ROOT=%C/anomalyd), not $HOME.
-        assert any((unprivileged_base / "var/cache/private/anomalyd").iterdir())
+        # A fresh install has no token: an empty credentials directory, no token asked.
+        assert list(Path(service.env["CREDENTIALS_DIRECTORY"]).iterdir()) == []
+        assert requests.get(service.url + "/series", timeout=30).status_code == 200
 
         # ExecReload: HUP replaces the workers; the service keeps answering.
         workers = _children(service.proc.pid)
@@ -229,7 +299,7 @@ def test_socket_unit_hands_its_socket_to_gunicorn(installed_unit, unprivileged_b
     service = unit_service(
         installed_unit, unprivileged_base, unprivileged_base, user=NOBODY
     )
-    decoy = _free_port()
+    decoy = free_port()
     service.env["ANOMALYD_BIND"] = f"127.0.0.1:{decoy}"
     passed = [*service.env, "NOTIFY_SOCKET", "LANG"]
     service.argv = [
@@ -266,12 +336,6 @@ def test_socket_unit_hands_its_socket_to_gunicorn(installed_unit, unprivileged_b
         knocker.join(90)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_exec_start_with_procsubset_pid(installed_unit, unprivileged_base):
     """ProcSubset=pid and ProtectProc=invisible: the service starts and serves with a
     /proc that holds only its own processes (no meminfo, cpuinfo, stat or sys), mounted
@@ -289,12 +353,9 @@ def test_exec_start_with_procsubset_pid(installed_unit, unprivileged_base):
     service = unit_service(
         installed_unit, unprivileged_base, unprivileged_base, hardened=True
     )
-    for kind in ("STATE", "CACHE"):
-        real = Path(service.env[f"{kind}_DIRECTORY"]).resolve()
-        os.chown(real, NOBODY, NOBODY)
+    os.chown(Path(service.env["STATE_DIRECTORY"]).resolve(), NOBODY, NOBODY)
     os.chown(service.env["RUNTIME_DIRECTORY"], NOBODY, NOBODY)
     os.chmod(unprivileged_base / "var/lib/private", 0o755)
-    os.chmod(unprivileged_base / "var/cache/private", 0o755)
     drop = f"setpriv --reuid={NOBODY} --regid={NOBODY} --clear-groups --"
     service.argv = [
         "unshare",
