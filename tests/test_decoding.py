@@ -3,7 +3,8 @@
 import msgspec
 import pytest
 
-from anomalyd import schemas
+from anomalyd import ingest, schemas
+from anomalyd.api.fit import fit_columns
 
 
 def test_fit_request_decodes_with_default_detector():
@@ -38,12 +39,26 @@ def test_fit_request_decodes_with_default_detector():
             b'{"timestamps": [1], "values": [1], "detector": {"direction": 1}}',
             r"\$.detector.direction",
         ),
-        (b'{"timestamps": [1.5], "values": [1]}', r"\$.timestamps\[0\]"),
+        (
+            b'{"timestamps": [true], "values": [1]}',
+            r"Expected `int \| float \| str`, got `bool` - at `\$.timestamps\[0\]`",
+        ),
+        (
+            b'{"timestamps": [-0.5], "values": [1]}',
+            r"Expected `float` >= 0.0 - at `\$.timestamps\[0\]`",
+        ),
+        (b'{"timestamps": 5, "values": [1]}', r"got `int` - at `\$.timestamps`$"),
     ],
 )
-def test_fit_validation_errors_name_the_path(body, message):
+@pytest.mark.parametrize("how", ["documented type", "ingest"])
+def test_fit_validation_errors_name_the_path(body, message, how):
+    # The service decodes with anomalyd.ingest; its errors are those of the type
+    # /openapi.json documents, decoded whole.
     with pytest.raises(msgspec.ValidationError, match=message):
-        schemas.fit_decoder.decode(body)
+        if how == "ingest":
+            ingest.decode(body, fit_columns, 1)
+        else:
+            schemas.fit_decoder.decode(body)
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"NaN", b'{"values": [NaN]}', b"nope"])

@@ -1,18 +1,25 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import falcon
+import numpy as np
 
-from anomalyd import schemas
+from anomalyd import ingest, schemas
 from anomalyd.api.common import check_series_id, parse_version, read_body
-from anomalyd.api.fit import decode_training_data
-from anomalyd.detectors import InvalidInput
+from anomalyd.detectors import InvalidInput, Model
 from anomalyd.store import Store
 
 _decode_point = schemas.predict_decoder.decode
 _encode = schemas.encoder.encode
 _PredictResponse = schemas.PredictResponse
+
+# The request as /openapi.json shows it, with its columns decoded piece by piece.
+batch_columns = ingest.columns_decoder(schemas.BatchPredictRequest)
+# Points per piece of a large answer: each piece is one short encode (the GIL changes
+# hands between pieces) and the answer is never whole in memory.
+ANSWER_PIECE = 32 * 1024
 
 
 class PredictResource:
@@ -49,11 +56,31 @@ class BatchPredictResource:
     ) -> None:
         check_series_id(series_id)
         body = read_body(req, self._max_body)
-        _, _, values = decode_training_data(body, schemas.batch_decoder, 1)
+        # The timestamps are checked, not kept: a verdict does not depend on them.
+        _, _, values = ingest.decode(body, batch_columns, 1, keep_timestamps=False)
+        del body
         version, model = self._store.model(series_id, parse_version(req))
-        anomalies, scores = model.judge_many(values)
-        resp.data = _encode(
-            schemas.BatchPredictResponse(
-                schemas.version_label(version), anomalies.tolist(), scores.tolist()
+        label = schemas.version_label(version)
+        if values.shape[0] <= ANSWER_PIECE:
+            anomalies, scores = model.judge_many(values)
+            resp.data = _encode(
+                schemas.BatchPredictResponse(
+                    label, anomalies.tolist(), scores.tolist()
+                )
             )
-        )
+        else:
+            # Sent as it is encoded (chunked transfer coding), piece by piece.
+            resp.content_type = falcon.MEDIA_JSON
+            resp.stream = batch_answer(label, model, values)
+
+
+def batch_answer(label: str, model: Model, values: np.ndarray) -> Iterator[bytes]:
+    """The bytes of ``BatchPredictResponse`` for ``values``, in pieces: exactly what
+    encoding it whole gives, without the lists of every verdict and score."""
+    yield b'{"model_version":' + _encode(label) + b',"anomaly":['
+    for which, close in ((0, b'],"score":['), (1, b"]}")):
+        for start in range(0, values.shape[0], ANSWER_PIECE):
+            part = model.judge_many(values[start : start + ANSWER_PIECE])[which]
+            piece = _encode(part.tolist())
+            yield piece[1:-1] if start == 0 else b"," + piece[1:-1]
+        yield close
