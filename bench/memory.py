@@ -115,5 +115,6 @@ def main() -> None:
                     assert post(first.url, "/fit/model", model)[0] == 200
             measure(case, body, n, flags, data_dir)
 
+
 if __name__ == "__main__":
     main()

@@ -23,8 +23,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from anomalyd import detectors, schemas
-from anomalyd import ingest
+from anomalyd import detectors, ingest, schemas
 from anomalyd.api.fit import fit_columns
 from anomalyd.detectors import InvalidInput, InvalidTrainingData
 

@@ -27,9 +27,7 @@ class FitResource:
     ) -> None:
         check_series_id(series_id)
         body = read_body(req, self._max_body)
-        request, timestamps, values = ingest.decode(
-            body, fit_columns, self._min_points
-        )
+        request, timestamps, values = ingest.decode(body, fit_columns, self._min_points)
         params = request.detector
         del body, request  # the columns' arrays are all that is kept of the body
         model = detectors.fit(values, params)

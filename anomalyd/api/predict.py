@@ -64,9 +64,7 @@ class BatchPredictResource:
         if values.shape[0] <= ANSWER_PIECE:
             anomalies, scores = model.judge_many(values)
             resp.data = _encode(
-                schemas.BatchPredictResponse(
-                    label, anomalies.tolist(), scores.tolist()
-                )
+                schemas.BatchPredictResponse(label, anomalies.tolist(), scores.tolist())
             )
         else:
             # Sent as it is encoded (chunked transfer coding), piece by piece.
