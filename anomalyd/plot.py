@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 
 import numpy as np
 import pygal
@@ -83,8 +84,56 @@ def reduce_extremes(
     return np.unique(np.minimum(keep, n - 1))
 
 
+# A bound farther than this many data spans beyond the data is drawn at that distance
+# (the chart's edge) and named "off the chart": drawn where it is, it would flatten the
+# data into a line, and past about 1e154 pygal's axis computation overflows.
+OFF_CHART_SPANS = 2.0
+# Beyond these magnitudes the drawing is scaled by a power of ten (labels keep the true
+# values): pygal's tick arithmetic overflows on numbers near the float range.
+SAFE_MAGNITUDE = (1e-100, 1e100)
+
+
+def placed_bounds(model: Model, values: np.ndarray) -> list[tuple[str, float, float]]:
+    """``(legend name, true bound, where it is drawn)`` for each bound of ``model``."""
+    lo = min(float(values.min()), model.center)
+    hi = max(float(values.max()), model.center)
+    with np.errstate(over="ignore"):
+        span = hi - lo
+    placed = []
+    for name, bound in ((UPPER, model.upper), (LOWER, model.lower)):
+        if bound is None:
+            continue
+        edge = (
+            hi + OFF_CHART_SPANS * span
+            if name == UPPER
+            else lo - OFF_CHART_SPANS * span
+        )
+        beyond = bound > edge if name == UPPER else bound < edge
+        if math.isfinite(edge) and span > 0 and beyond:
+            placed.append((f"{name} ({_fmt(bound)}, off the chart)", bound, edge))
+        else:
+            placed.append((name, bound, bound))
+    return placed
+
+
+def drawing_scale(*magnitudes: float) -> int:
+    """The power of ten the drawn values are divided by (0 when none is needed)."""
+    largest = max(abs(m) for m in magnitudes)
+    low, high = SAFE_MAGNITUDE
+    if largest == 0 or low <= largest <= high:
+        return 0
+    return math.floor(math.log10(largest))
+
+
 def _fmt(value: float | None) -> str:
     return "none" if value is None else f"{value:.6g}"
+
+
+def _scaled_label(exponent: int):
+    """Axis labels of values drawn divided by ``10**exponent``: the true values."""
+    if exponent == 0:
+        return lambda y: f"{y:.6g}"
+    return lambda y: "0" if y == 0 else f"{y:.4g}e{exponent:+d}"
 
 
 def _label(x: dt.datetime) -> str:
@@ -129,13 +178,20 @@ def render_svg(
     beyond_mask = model.beyond(values)
     beyond_at = np.flatnonzero(beyond_mask)
     marked = beyond_at[reduce_extremes(values[beyond_at], MAX_MARKED)]
-    bounds = [
-        (name, bound)
-        for name, bound in ((UPPER, model.upper), (LOWER, model.lower))
-        if bound is not None
-    ]
+    bounds = placed_bounds(model, values)
+    exponent = drawing_scale(
+        float(values.min()), float(values.max()), *(at for _, _, at in bounds)
+    )
+    # In two steps: 10**324 (for subnormal values) is past the float range.
+    half = exponent // 2
+    factors = (10.0**-half, 10.0 ** -(exponent - half))
+
+    def scaled(y):
+        return y * factors[0] * factors[1]
+
     # pygal colours series by the order they are added.
-    order = [TRAINING, CENTER, *(name for name, _ in bounds), BEYOND]
+    order = [TRAINING, CENTER, *(name for name, _, _ in bounds), BEYOND]
+    colours = [COLOURS[name.split(" (")[0]] for name in order]
 
     # A fixed id (pygal picks a random one) and no dated comment: the same version
     # always renders to the same bytes, which its strong ETag promises.
@@ -143,7 +199,7 @@ def render_svg(
         f"{series_id}\0{version}".encode(), digest_size=8
     ).hexdigest()
     chart = pygal.DateTimeLine(
-        style=Style(colors=tuple(COLOURS[name] for name in order), **_STYLE),
+        style=Style(colors=tuple(colours), **_STYLE),
         width=width,
         height=height,
         title=title_text(series_id, version, model, n, len(keep), len(beyond_at)),
@@ -160,6 +216,7 @@ def render_svg(
             ),
         ],
         x_value_formatter=_label,
+        value_formatter=_scaled_label(exponent),
         x_label_rotation=20,
         truncate_label=-1,
         truncate_legend=-1,
@@ -176,25 +233,26 @@ def render_svg(
     xs = timestamps[keep].tolist()
     chart.add(
         TRAINING,
-        list(zip(xs, values[keep].tolist())),
+        list(zip(xs, scaled(values[keep]).tolist())),
         show_dots=False,
     )
     ends = [int(timestamps[0]), int(timestamps[-1])]
+    center = scaled(model.center)
     chart.add(
         CENTER,
-        [(ends[0], model.center), (ends[1], model.center)],
+        [(ends[0], center), (ends[1], center)],
         show_dots=False,
         stroke_style={"dasharray": "8, 5"},
     )
-    for name, bound in bounds:
+    for name, _, at in bounds:
         chart.add(
             name,
-            [(ends[0], bound), (ends[1], bound)],
+            [(ends[0], scaled(at)), (ends[1], scaled(at))],
             show_dots=False,
         )
     chart.add(
         BEYOND,
-        list(zip(timestamps[marked].tolist(), values[marked].tolist())),
+        list(zip(timestamps[marked].tolist(), scaled(values[marked]).tolist())),
         stroke=False,
     )
     return chart.render()

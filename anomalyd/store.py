@@ -84,6 +84,21 @@ def _decode_record(raw: bytes | None, series_id: str, version: int) -> VersionRe
         ) from None
 
 
+def points_blob(timestamps: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """The ``points`` record: int64 timestamps then float64 values, sorted by timestamp
+    (stable), built in one buffer: no sorted copies, no bytes copies, no join."""
+    n = timestamps.shape[0]
+    blob = np.empty(2 * n, dtype="<i8")
+    if n < 2 or bool(np.all(timestamps[1:] >= timestamps[:-1])):
+        blob[:n] = timestamps
+        blob.view("<f8")[n:] = values
+    else:
+        order = np.argsort(timestamps, kind="stable")
+        np.take(timestamps, order, out=blob[:n])
+        np.take(values, order, out=blob.view("<f8")[n:])
+    return blob
+
+
 class ModelCache:
     """A per-worker LRU of immutable (series id, version) -> Model."""
 
@@ -169,11 +184,7 @@ class Store:
         The caller has done the numpy work; this only takes the number and writes, so the
         single LMDB writer is held briefly and versions come out unique and consecutive.
         """
-        order = np.argsort(timestamps, kind="stable")
-        blob = (
-            timestamps[order].astype("<i8", copy=False).tobytes()
-            + values[order].astype("<f8", copy=False).tobytes()
-        )
+        blob = points_blob(timestamps, values)
         record = _record_encoder.encode(
             VersionRecord(model, int(values.shape[0]), created_at)
         )
