@@ -85,16 +85,23 @@ def decode(
             except ValueError as exc:
                 bad_string.append(str(exc))
 
-    stamps, count = _column(
-        body,
-        request.timestamps,
-        "timestamps",
-        (_numbers, _mixed),
-        np.int64,
-        fill_timestamps,
-        keep_timestamps,
-    )
-    values, n = _column(body, request.values, "values", (_floats,), np.float64)
+    stamps_at = _span(body, request.timestamps, "$.timestamps", _numbers)
+    values_at = _span(body, request.values, "$.values", _floats)
+    size = values_at[3]
+    if keep_timestamps and stamps_at[3] == size:
+        # Both columns in one buffer, timestamps then values: the layout of the
+        # store's points record (store.points_blob stores it without a copy).
+        both = np.empty(2 * size, np.int64)
+        stamps, values = both[:size], both.view(np.float64)[size:]
+    else:
+        stamps = np.empty(stamps_at[3], np.int64) if keep_timestamps else None
+        values = np.empty(size, np.float64)
+    count = _fill(stamps_at, stamps, (_numbers, _mixed), fill_timestamps)
+    n = _fill(values_at, values, (_floats,), _fill_plain)
+    if stamps is not None and count < stamps.shape[0]:
+        stamps = stamps[:count]  # commas inside strings: a refusal follows
+    if n < values.shape[0]:
+        values = values[:n]
     if bad_string:
         # A string that is not a timestamp: reported after msgspec's own checks of
         # both columns, as decoding the whole body at once would.
@@ -118,35 +125,32 @@ def check_lengths(count: int, n: int, min_points: int) -> None:
 
 
 def _fill_plain(out, items: list, offset: int, numbers: bool) -> None:
-    out[offset : offset + len(items)] = items
+    if out is not None:
+        out[offset : offset + len(items)] = items
 
 
-def _column(
-    body: bytes | bytearray,
-    raw: msgspec.Raw,
-    name: str,
-    decoders: tuple[msgspec.json.Decoder, ...],
-    dtype,
-    fill: Callable = _fill_plain,
-    keep: bool = True,
-) -> tuple[np.ndarray | None, int]:
-    """Decode one column piece by piece: (a new array, or None unless ``keep``; the
-    number of elements). ``fill(out, items, offset, numbers)`` writes each piece,
-    ``numbers`` telling whether the first decoder (numbers only) read it."""
+def _span(body, raw: msgspec.Raw, field: str, decoder) -> tuple:
+    """(buffer, first, last, size): a column's elements are ``buffer[first:last]``,
+    ``size`` is an upper bound of their count; msgspec's error when not an array."""
     buf, start, end = _locate(body, raw)
-    field = "$." + name
     if buf[start] != ord("["):
         try:
-            decoders[0].decode(raw)
+            decoder.decode(raw)
         except msgspec.ValidationError as exc:
             raise _located(exc, field, 0) from None
     first, last = start + 1, end - 1
     if _NOT_SPACE.search(buf, first, last) is None:
-        return (np.empty(0, dtype) if keep else None), 0
+        return buf, first, first, 0, field
     # Every element but the last is followed by a comma: an upper bound of the count
-    # (commas inside strings make it larger; the array is trimmed at the end).
-    size = buf.count(b",", first, last) + 1
-    out = np.empty(size, dtype) if keep else None
+    # (larger only with commas inside strings, which no valid element holds).
+    return buf, first, last, buf.count(b",", first, last) + 1, field
+
+
+def _fill(span: tuple, out, decoders, fill: Callable) -> int:
+    """Decode a column piece by piece into ``out`` (None: check only); the count.
+    ``fill(out, items, offset, numbers)`` writes a piece, ``numbers`` telling
+    whether the first decoder (numbers only) read it."""
+    buf, first, last, _, field = span
     n = 0
     pos = first
     while pos < last:
@@ -157,9 +161,7 @@ def _column(
         fill(out, items, n, numbers)
         n += len(items)
         pos = cut + 1
-    if out is not None and n < size:
-        out = out[:n].copy()
-    return out, n
+    return n
 
 
 def _piece(buf, pos: int, cut: int, last: int, decoders, field: str, n: int):

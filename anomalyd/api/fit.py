@@ -4,13 +4,33 @@ import datetime as dt
 from collections.abc import Callable
 
 import falcon
+import msgspec
 
-from anomalyd import detectors, ingest, schemas
-from anomalyd.api.common import check_series_id, model_out, read_body
+from anomalyd import csvbody, detectors, ingest, schemas
+from anomalyd.api.body import CSV, media_type, read_body, release
+from anomalyd.api.common import check_series_id, model_out
+from anomalyd.errors import BadRequest, Unprocessable
 from anomalyd.store import Store
 
 # The request as /openapi.json shows it, with its columns decoded piece by piece.
 fit_columns = ingest.columns_decoder(schemas.FitRequest)
+# A CSV body has no room for the detector: it comes in the query, ?kind=&k=&direction=.
+DETECTOR_PARAMS = tuple(msgspec.structs.fields(detectors.DetectorParams))
+
+
+def detector_from_query(req: falcon.Request) -> detectors.DetectorParams:
+    """The detector of a CSV fit from ``?kind=&k=&direction=`` (each optional)."""
+    given = {}
+    for field in DETECTOR_PARAMS:
+        raw = req.get_param(field.name)
+        if raw is not None:
+            given[field.name] = raw
+    try:
+        return msgspec.convert(given, detectors.DetectorParams, strict=False)
+    except msgspec.ValidationError as exc:
+        message, _, path = str(exc).partition(" - at `$.")
+        name = path.rstrip("`") or "detector"
+        raise Unprocessable(f"query parameter {name}: {message}") from None
 
 
 class FitResource:
@@ -26,10 +46,25 @@ class FitResource:
         self, req: falcon.Request, resp: falcon.Response, series_id: str
     ) -> None:
         check_series_id(series_id)
-        body = read_body(req, self._max_body)
-        request, timestamps, values = ingest.decode(body, fit_columns, self._min_points)
-        params = request.detector
-        del body, request  # the columns' arrays are all that is kept of the body
+        body = read_body(req, self._max_body, csv=True)
+        try:
+            if media_type(req) == CSV:
+                params = detector_from_query(req)
+                timestamps, values = csvbody.decode(body, self._min_points)
+            else:
+                if any(req.get_param(f.name) is not None for f in DETECTOR_PARAMS):
+                    raise BadRequest(
+                        "?kind=, ?k= and ?direction= are for CSV bodies; a JSON body "
+                        'gives its detector in the body: {"detector": {...}}'
+                    )
+                request, timestamps, values = ingest.decode(
+                    body, fit_columns, self._min_points
+                )
+                params = request.detector
+                del request  # its views keep the body alive
+        finally:
+            release(body)
+        del body  # the columns' arrays are all that is kept of the body
         model = detectors.fit(values, params)
         created_at = self._clock()
         version = self._store.add_version(

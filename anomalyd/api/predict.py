@@ -6,8 +6,9 @@ from collections.abc import Iterator
 import falcon
 import numpy as np
 
-from anomalyd import ingest, schemas
-from anomalyd.api.common import check_series_id, parse_version, read_body
+from anomalyd import csvbody, ingest, schemas
+from anomalyd.api.body import CSV, media_type, read_body, release
+from anomalyd.api.common import check_series_id, parse_version
 from anomalyd.detectors import InvalidInput, Model
 from anomalyd.store import Store
 
@@ -33,7 +34,12 @@ class PredictResource:
         self, req: falcon.Request, resp: falcon.Response, series_id: str
     ) -> None:
         check_series_id(series_id)
-        point = _decode_point(read_body(req, self._max_body))
+        body = read_body(req, self._max_body)
+        try:
+            point = _decode_point(body)
+        finally:
+            if type(body) is bytearray:  # decompressed
+                release(body)
         value = point.value
         if not math.isfinite(value):
             raise InvalidInput("$.value must be a finite number")
@@ -55,9 +61,17 @@ class BatchPredictResource:
         self, req: falcon.Request, resp: falcon.Response, series_id: str
     ) -> None:
         check_series_id(series_id)
-        body = read_body(req, self._max_body)
+        body = read_body(req, self._max_body, csv=True)
         # The timestamps are checked, not kept: a verdict does not depend on them.
-        _, _, values = ingest.decode(body, batch_columns, 1, keep_timestamps=False)
+        try:
+            if media_type(req) == CSV:
+                _, values = csvbody.decode(body, 1, keep_timestamps=False)
+            else:
+                _, _, values = ingest.decode(
+                    body, batch_columns, 1, keep_timestamps=False
+                )
+        finally:
+            release(body)
         del body
         version, model = self._store.model(series_id, parse_version(req))
         label = schemas.version_label(version)

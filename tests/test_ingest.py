@@ -1,0 +1,436 @@
+"""Bodies as data really comes, against a real `anomalyd serve` (2 workers, real LMDB):
+every timestamp form, CSV, gzip, media types, the all-equal contract rule, plots of
+far-off bounds, and what a large body costs a worker in memory."""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import requests
+from test_service import assert_error
+
+from anomalyd import ingest
+from anomalyd.api import body as body_module
+from anomalyd.store import Store
+
+SAMPLE = Path(__file__).parent / "sample" / "machine_temperature_system_failure.csv"
+CSV_HEADERS = {"Content-Type": "text/csv"}
+
+
+def post_raw(server, path, data, **headers) -> requests.Response:
+    return server.session.post(
+        server.url + path, data=data, headers=headers, timeout=120
+    )
+
+
+def stored(server, series_id, version):
+    """A version's training data, read from the service's LMDB directory."""
+    store = Store(str(server.data_dir), map_size=1 << 30)
+    try:
+        return store.training_data(series_id, version)
+    finally:
+        store.close()
+
+
+# -- the contract: all-equal values ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "values, detector, words",
+    [
+        ([0.1, 0.1, 0.1], {}, ["all equal", "0.1", "standard deviation is 0"]),
+        ([0.3] * 7, {"direction": "both"}, ["all equal"]),
+        (
+            [0.1, 0.1, 0.1, 0.2],
+            {"kind": "robust"},
+            ["median absolute deviation of 0", "3 of 4"],
+        ),
+    ],
+)
+def test_all_equal_values_are_refused(server, values, detector, words):
+    # numpy.std([0.1, 0.1, 0.1]) is 1.39e-17: this was a 200 with that std.
+    body = {"timestamps": list(range(1, len(values) + 1)), "values": values}
+    if detector:
+        body["detector"] = detector
+    assert_error(server.post("/fit/equal", body), 422, *words)
+    assert_error(server.get("/series/equal"), 404)
+
+
+def test_robust_with_half_equal_to_the_median_is_accepted(server):
+    body = {
+        "timestamps": [1, 2, 3, 4],
+        "values": [5, 5, 9, 9],
+        "detector": {"kind": "robust"},
+    }
+    r = server.post("/fit/halfequal", body)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"]["mad"] == 2.0
+
+
+# -- /plot of any accepted model -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "series_id, values, detector",
+    [
+        ("farbound", [1.0, 2.0, 4.0, 3.0], {"k": 1e200, "direction": "both"}),
+        ("hugevalues", [1e300, -1e300, 5e299, 2e300], {"kind": "robust"}),
+        ("tinyvalues", [1e-320, 3e-320, 2e-320, 5e-320], {"kind": "robust"}),
+    ],
+)
+def test_plot_of_any_accepted_model(server, series_id, values, detector):
+    body = {"timestamps": [1, 2, 3, 4], "values": values, "detector": detector}
+    fitted = server.post(f"/fit/{series_id}", body)
+    assert fitted.status_code == 200, fitted.text
+    r = server.get("/plot", params={"series_id": series_id})
+    assert r.status_code == 200, r.text  # pygal overflowed: 500
+    assert r.headers["Content-Type"].startswith("image/svg+xml")
+    if detector.get("k") == 1e200:
+        assert b"off the chart" in r.content
+        upper = fitted.json()["model"]["upper"]
+        assert f"upper bound ({upper:.6g}, off the chart)".encode() in r.content
+
+
+# -- every timestamp form ---------------------------------------------------------
+
+FORMS = [
+    1694336400,  # integer seconds
+    1694336460.75,  # float seconds, as time.time() gives: the fraction is cut
+    "1694336520",  # a string of digits
+    "1694336580.5",  # ... with a fraction
+    "2023-09-10T09:04:00Z",  # ISO-8601 with Z
+    "2023-09-10T11:05:00+02:00",  # with an offset
+    "2023-09-10 09:06:00",  # NAB's form, no offset: UTC
+    "2023-09-10T09:07:00.999",  # a fraction of a second, cut
+]
+SECONDS = [1694336400 + 60 * i for i in range(len(FORMS))]
+
+
+def test_every_timestamp_form_in_one_fit_and_batch(server):
+    values = [10.0, 11.0, 9.0, 10.5, 12.0, 8.0, 10.0, 11.5]
+    r = server.post("/fit/forms", {"timestamps": FORMS, "values": values})
+    assert r.status_code == 200, r.text
+    _, _, timestamps, stored_values = stored(server, "forms", 1)
+    assert timestamps.tolist() == SECONDS
+    assert stored_values.tolist() == values
+    r = server.post("/predict/forms/batch", {"timestamps": FORMS, "values": values})
+    assert r.status_code == 200, r.text
+    assert len(r.json()["score"]) == len(FORMS)
+    for form in FORMS:
+        r = server.post("/predict/forms", {"timestamp": form, "value": 10.0})
+        assert r.status_code == 200, (form, r.text)
+
+
+@pytest.mark.parametrize(
+    "timestamps, words",
+    [
+        ([1, 2, "yesterday"], ["$.timestamps[2]", "ISO-8601", "yesterday"]),
+        ([1, -2.5, 3], ["$.timestamps[1]", ">= 0"]),
+        ([1, 2, "0001-01-01T00:00:00"], ["$.timestamps[2]", "between 0 and"]),
+        ([1, 2, 253402300800.5], ["$.timestamps[2]"]),
+        ([1, 2, "12,5"], ["$.timestamps[2]", "'12,5'"]),
+        ([1, True, 3], ["$.timestamps[1]", "got `bool`"]),
+    ],
+)
+def test_bad_timestamps_are_named(server, timestamps, words):
+    body = {"timestamps": timestamps, "values": [1.0, 2.0, 4.0]}
+    assert_error(server.post("/fit/badtime", body), 422, *words)
+    assert_error(server.post("/predict/forms/batch", body), 422, *words)
+
+
+def test_errors_far_into_a_large_body_name_the_global_index(server):
+    n = 300_000  # several pieces of ingest.CHUNK_BYTES
+    values = [1.5] * n
+    values[123_456] = "hot"
+    body = json.dumps({"timestamps": list(range(n)), "values": values}).encode()
+    assert len(body) > 4 * ingest.CHUNK_BYTES
+    r = post_raw(server, "/fit/far", body)
+    assert_error(r, 422, "Expected `float`, got `str` - at `$.values[123456]`")
+    values[123_456] = 1e999
+    body = json.dumps({"timestamps": list(range(n)), "values": values}).encode()
+    body = body.replace(b"Infinity", b"1e999")
+    r = post_raw(server, "/predict/forms/batch", body)
+    assert_error(r, 422, "Number out of range - at `$.values[123456]`")
+
+
+# -- CSV bodies -------------------------------------------------------------------
+
+
+def nab_sample() -> tuple[list[int], list[float]]:
+    with SAMPLE.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    seconds = [
+        int(np.datetime64(row["timestamp"].replace(" ", "T"), "s").astype(np.int64))
+        for row in rows
+    ]
+    return seconds, [float(row["value"]) for row in rows]
+
+
+def test_csv_fit_of_the_nab_sample_equals_the_json_fit(server):
+    query = "?kind=robust&k=4&direction=both"
+    r = post_raw(server, "/fit/nabcsv" + query, SAMPLE.read_bytes(), **CSV_HEADERS)
+    assert r.status_code == 200, r.text
+    seconds, values = nab_sample()
+    body = {"timestamps": seconds, "values": values}
+    body["detector"] = {"kind": "robust", "k": 4, "direction": "both"}
+    as_json = server.post("/fit/nabjson", body)
+    assert as_json.status_code == 200
+    assert r.json()["model"] == as_json.json()["model"]
+    assert r.json()["points_used"] == len(values) == 22695
+    _, _, timestamps, _ = stored(server, "nabcsv", 1)
+    assert timestamps.tolist() == sorted(seconds)
+    # A batch in CSV answers as the same points in JSON.
+    batch = post_raw(
+        server, "/predict/nabcsv/batch", SAMPLE.read_bytes(), **CSV_HEADERS
+    )
+    assert batch.status_code == 200, batch.text
+    same = server.post(
+        "/predict/nabcsv/batch", {"timestamps": seconds, "values": values}
+    )
+    assert batch.json() == same.json()
+    assert any(batch.json()["anomaly"])
+
+
+def test_csv_forms_defaults_and_errors(server):
+    text = (
+        "\ufeffValue, Timestamp\r\n"  # any order and case, a spreadsheet's BOM
+        "1.5,1694336400\r\n\r\n"  # a blank line is skipped
+        '2.5,"2023-09-10 09:01:00"\r\n'
+        "4.0,1694336520.9\r\n"
+    )
+    r = post_raw(server, "/fit/csvforms", text.encode(), **CSV_HEADERS)
+    assert r.status_code == 200, r.text
+    assert r.json()["model"]["kind"] == "3sigma"  # no query: the default detector
+    _, _, timestamps, _ = stored(server, "csvforms", 1)
+    assert timestamps.tolist() == [1694336400, 1694336460, 1694336520]
+    bad = [
+        (b"", 422, ["header"]),
+        (b"time,value\n1,2\n", 422, ["line 1", "header"]),
+        (b"timestamp,value\n1,2\n2,3\n3,hot\n", 422, ["line 4", "column value", "hot"]),
+        (b"timestamp,value\n1,2\n2,nan\n3,4\n", 422, ["line 3", "finite"]),
+        (b"timestamp,value\n1,2\nsoon,3\n3,4\n", 422, ["line 3, column timestamp"]),
+        (b"timestamp,value\n1,2\n2,3,4\n3,4\n", 422, ["line 3", "3 fields"]),
+        (b"timestamp,value\n1,2\n", 422, ["1 rows", "min_points=3"]),
+        (b"timestamp,value\n1,2\n2,\xff\n", 400, ["UTF-8", "byte 22"]),
+    ]
+    for data, status, words in bad:
+        assert_error(
+            post_raw(server, "/fit/csvbad", data, **CSV_HEADERS), status, *words
+        )
+    assert_error(server.get("/series/csvbad"), 404)
+
+
+def test_csv_detector_from_the_query(server):
+    data = b"timestamp,value\n1,1\n2,2\n3,4\n"
+    r = post_raw(server, "/fit/csvq?kind=robust&k=2.5", data, **CSV_HEADERS)
+    assert r.status_code == 200, r.text
+    assert (r.json()["model"]["kind"], r.json()["model"]["k"]) == ("robust", 2.5)
+    for query, words in [
+        ("?k=abc", ["query parameter k"]),
+        ("?kind=lstm", ["query parameter kind"]),
+        ("?direction=up", ["query parameter direction"]),
+    ]:
+        assert_error(
+            post_raw(server, "/fit/csvq" + query, data, **CSV_HEADERS), 422, *words
+        )
+    assert_error(post_raw(server, "/fit/csvq?k=0", data, **CSV_HEADERS), 422, "k")
+    # A JSON body gives its detector in the body, never in the query.
+    r = server.post("/fit/csvq?k=2", {"timestamps": [1, 2, 3], "values": [1, 2, 4]})
+    assert_error(r, 400, "CSV")
+
+
+def test_csv_body_limit_applies(make_server):
+    s = make_server(extra=["--max-body-bytes", "2048"])
+    data = b"timestamp,value\n" + b"".join(b"%d,%d\n" % (i, i % 7) for i in range(500))
+    assert_error(post_raw(s, "/fit/big", data, **CSV_HEADERS), 413, "max_body_bytes")
+
+
+# -- media types --------------------------------------------------------------
+
+
+def test_media_types(server):
+    body = b'{"timestamps": [1, 2, 3], "values": [1, 2, 4]}'
+    # curl -d sends application/x-www-form-urlencoded: the README's examples use it.
+    for content_type in (
+        None,
+        "application/x-www-form-urlencoded",
+        "application/json",
+        "application/json; charset=utf-8",
+        "application/vnd.example+json",
+    ):
+        headers = {"Content-Type": content_type} if content_type else {}
+        r = requests.post(
+            server.url + "/fit/media", data=body, headers=headers, timeout=30
+        )
+        assert r.status_code == 200, (content_type, r.text)
+    for path in ("/fit/media", "/predict/media/batch", "/predict/media"):
+        r = post_raw(server, path, body, **{"Content-Type": "application/xml"})
+        assert_error(r, 415, "application/xml", "application/json")
+    # CSV only where a body has columns.
+    r = post_raw(server, "/predict/media", b"timestamp,value\n1,2\n", **CSV_HEADERS)
+    assert_error(r, 415, "text/csv")
+    r = post_raw(
+        server,
+        "/fit/media",
+        b"timestamp,value\n1,2\n",
+        **{"Content-Type": "text/csv; charset=latin-1"},
+    )
+    assert_error(r, 415, "UTF-8")
+
+
+# -- gzip ---------------------------------------------------------------------------
+
+
+def test_gzip_bodies_on_every_post(server):
+    body = {"timestamps": [1, 2, 3], "values": [1.0, 2.0, 4.0]}
+    gz = {"Content-Encoding": "gzip"}
+    r = post_raw(server, "/fit/gz", gzip.compress(json.dumps(body).encode()), **gz)
+    assert r.status_code == 200, r.text
+    point = gzip.compress(b'{"timestamp": 5, "value": 100}')
+    assert post_raw(server, "/predict/gz", point, **gz).json()["anomaly"] is True
+    r = post_raw(
+        server, "/predict/gz/batch", gzip.compress(json.dumps(body).encode()), **gz
+    )
+    assert r.json()["anomaly"] == [False, False, False]
+    data = gzip.compress(SAMPLE.read_bytes())
+    r = post_raw(server, "/fit/gzcsv", data, **gz, **CSV_HEADERS)
+    assert r.status_code == 200 and r.json()["points_used"] == 22695
+    # Two gzip members are one body (as gzip -c a b > ab makes).
+    two = gzip.compress(b'{"timestamp": 5,') + gzip.compress(b' "value": 1}')
+    assert post_raw(server, "/predict/gz", two, **gz).status_code == 200
+    assert post_raw(
+        server,
+        "/predict/gz",
+        b'{"timestamp": 5, "value": 1}',
+        **{"Content-Encoding": "identity"},
+    ).ok
+
+
+def test_gzip_errors(server):
+    server.post("/fit/gzerr", {"timestamps": [1, 2, 3], "values": [1, 2, 4]})
+    point = b'{"timestamp": 5, "value": 1}'
+    r = post_raw(server, "/predict/gzerr", point, **{"Content-Encoding": "br"})
+    assert_error(r, 415, "Content-Encoding", "br", "gzip")
+    r = post_raw(server, "/predict/gzerr", point, **{"Content-Encoding": "gzip"})
+    assert_error(r, 400, "gzip")
+    r = post_raw(
+        server,
+        "/predict/gzerr",
+        gzip.compress(point)[:-12],
+        **{"Content-Encoding": "gzip"},
+    )
+    assert_error(r, 400, "truncated")
+
+
+def status_kib(pid: int, field: str) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise KeyError(field)
+
+
+def test_gzip_bomb_is_413_before_it_costs_memory(make_server):
+    s = make_server(extra=["--max-body-bytes", str(1 << 20)])
+    bomb = gzip.compress(b"\0" * (100 * 1024 * 1024), compresslevel=9)
+    assert len(bomb) < 200_000
+    before = {pid: status_kib(pid, "VmHWM") for pid in s.worker_pids()}
+    r = post_raw(s, "/fit/bomb", bomb, **{"Content-Encoding": "gzip"})
+    assert_error(r, 413, "max_body_bytes", "decompressed")
+    grown = max(status_kib(pid, "VmHWM") - kib for pid, kib in before.items())
+    assert grown < 16 * 1024, f"a worker's peak grew by {grown} KiB"
+    assert s.get("/healthcheck").status_code == 200
+
+
+class CountingBudget:
+    def __init__(self, limit: int) -> None:
+        self.limit, self.held, self.most = limit, 0, 0
+
+    def try_take(self, n: int) -> bool:
+        if self.held + n > self.limit:
+            return False
+        self.held += n
+        self.most = max(self.most, self.held)
+        return True
+
+    def give_back(self, n: int) -> None:
+        self.held -= n
+
+
+def test_decompressed_bytes_are_charged_and_given_back():
+    budget = CountingBudget(3 * body_module.STEP)
+    body_module.use_budget(budget)
+    try:
+        out = body_module.gunzip(
+            gzip.compress(b"x" * (2 * body_module.STEP + 5)), 1 << 30
+        )
+        assert budget.held == len(out) == 2 * body_module.STEP + 5
+        body_module.release(out)
+        assert budget.held == 0
+        # Over the budget: 503 with Retry-After, and nothing stays charged.
+        with pytest.raises(Exception) as info:
+            body_module.gunzip(gzip.compress(b"x" * (4 * body_module.STEP)), 1 << 30)
+        assert (
+            info.value.status_code == 503 and info.value.headers["Retry-After"] == "1"
+        )
+        assert budget.held == 0 and budget.most <= budget.limit
+        # Past the body limit: 413, nothing stays charged.
+        with pytest.raises(Exception) as info:
+            body_module.gunzip(gzip.compress(b"x" * 5000), 4096)
+        assert info.value.status_code == 413 and budget.held == 0
+    finally:
+        body_module.use_budget(None)
+
+
+# -- memory: peak worker memory per body byte ---------------------------------------
+
+
+def tiny_body(points: int) -> bytes:
+    """The worst case per byte: one-digit numbers, 4 bytes of JSON per point."""
+    return (
+        b'{"timestamps":['
+        + b"1," * (points - 1)
+        + b'1],"values":['
+        + b"1,2," * (points // 2 - 1)
+        + b"1,2]}"
+    )
+
+
+def peak_growth(server, path: str, body: bytes) -> tuple[requests.Response, float]:
+    """The answer, and the growth of the peak RSS of the worker that served it per
+    body byte (a fresh server: each worker's peak is its first request's)."""
+    pids = server.worker_pids()
+    before = {pid: status_kib(pid, "VmHWM") for pid in pids}
+    r = post_raw(server, path, body)
+    grown = max(status_kib(pid, "VmHWM") - before[pid] for pid in pids)
+    return r, grown * 1024 / len(body)
+
+
+@pytest.mark.parametrize("kind", ["fit", "batch"])
+def test_peak_memory_per_body_byte(make_server, tmp_path, kind):
+    points = 4 * 1024 * 1024  # 16 MiB of JSON
+    body = tiny_body(points)
+    if kind == "batch":
+        first = make_server(data_dir=tmp_path / "d")
+        first.post("/fit/m", {"timestamps": [1, 2, 3], "values": [1, 2, 4]})
+        first.stop()
+    s = make_server(data_dir=tmp_path / "d")
+    r, per_byte = peak_growth(
+        s, "/fit/m" if kind == "fit" else "/predict/m/batch", body
+    )
+    assert r.status_code == 200, r.text[:300]
+    if kind == "batch":
+        answer = r.json()
+        assert len(answer["anomaly"]) == len(answer["score"]) == points
+        assert answer["score"][:2] == [
+            (1 - 7 / 3) / np.std([1, 2, 4]),
+            (2 - 7 / 3) / np.std([1, 2, 4]),
+        ]
+    # Before: 27 bytes per body byte for a fit, 26 for a batch (lists of Python
+    # numbers, a whole answer encoded at once, five copies of the points to store).
+    limit = 10 if kind == "fit" else 6
+    assert per_byte < limit, f"{kind}: {per_byte:.1f} bytes per body byte"
