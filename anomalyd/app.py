@@ -14,6 +14,7 @@ from anomalyd.api.dashboard import DashboardResource
 from anomalyd.api.docs import OpenAPIResource
 from anomalyd.api.fit import FitResource
 from anomalyd.api.health import HealthResource
+from anomalyd.api.large import LargeRequests
 from anomalyd.api.metrics import MetricsResource
 from anomalyd.api.plot import PlotResource
 from anomalyd.api.predict import BatchPredictResource, PredictResource
@@ -76,11 +77,15 @@ def create_app(
     app.req_options.strip_url_path_trailing_slash = False
     errors.install(app)
     max_body = settings.max_body_bytes
+    large = LargeRequests(large_slots(settings))
     app.add_route(
-        "/fit/{series_id}", FitResource(store, settings.min_points, max_body, clock)
+        "/fit/{series_id}",
+        FitResource(store, settings.min_points, max_body, clock, large),
     )
     app.add_route("/predict/{series_id}", PredictResource(store, max_body))
-    app.add_route("/predict/{series_id}/batch", BatchPredictResource(store, max_body))
+    app.add_route(
+        "/predict/{series_id}/batch", BatchPredictResource(store, max_body, large)
+    )
     app.add_route("/series", SeriesCollection(store))
     app.add_route("/series/{series_id}", SeriesItem(store))
     app.add_route("/healthcheck", HealthResource(store, stats))
@@ -92,6 +97,13 @@ def create_app(
         OpenAPIResource(bool(settings.api_token), settings.min_points),
     )
     return app
+
+
+def large_slots(settings: Settings) -> int:
+    """Large requests a worker runs at once: one thread always stays for the rest."""
+    if settings.max_large_requests == 0:
+        return 0
+    return max(1, min(settings.max_large_requests, settings.threads - 1))
 
 
 def max_readers(settings: Settings) -> int:

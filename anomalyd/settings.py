@@ -38,6 +38,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     timeout: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
     keepalive: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 5
+    max_large_requests: Annotated[int, msgspec.Meta(ge=0, le=64)] = 2
 
 
 HELP: dict[str, str] = {
@@ -58,6 +59,10 @@ HELP: dict[str, str] = {
         "most a client may take to send one request"
     ),
     "keepalive": "seconds an idle keep-alive connection is kept open",
+    "max_large_requests": (
+        "requests with a body over 1 MiB one worker runs at once (at most threads "
+        "- 1); more get 503 with Retry-After. 0: no limit"
+    ),
 }
 
 

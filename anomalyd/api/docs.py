@@ -66,11 +66,15 @@ _ERRORS = {
     "configured).",
     404: "Unknown series, or a version the series does not have (the description "
     "says which); or a path that names no route.",
-    413: "The body is larger than max_body_bytes.",
+    413: "The body is larger than max_body_bytes (once decompressed, for a gzip body).",
+    415: "A Content-Type or Content-Encoding the route does not take (JSON, CSV "
+    "where stated; gzip or identity). The description says which.",
     422: "JSON that does not fit: a wrong type, a missing or unknown field (with its "
     "path, such as $.values[2]); or data that cannot be trained on or judged: "
     "timestamps and values of different lengths, a value not finite, all values "
     "equal (no spread), a timestamp out of range. The description says which.",
+    503: "The worker's memory for request bodies is in use by other requests; "
+    "retry after the Retry-After seconds.",
     507: "The store is full (map_size reached); existing models still answer.",
 }
 
@@ -104,6 +108,7 @@ def _operation(
     *,
     parameters: list[dict[str, Any]] | None = None,
     body: str | None = None,
+    csv: bool = False,
     open_route: bool = False,
     extra: dict[int, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -122,9 +127,14 @@ def _operation(
     if parameters:
         operation["parameters"] = parameters
     if body is not None:
+        content: dict[str, Any] = {"application/json": {"schema": _ref(body)}}
+        if csv:
+            content["text/csv"] = {"schema": _CSV_BODY}
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": _ref(body)}},
+            "description": "May be sent with Content-Encoding: gzip; "
+            "max_body_bytes bounds it once decompressed.",
+            "content": content,
         }
     if open_route:
         operation["security"] = []
@@ -144,16 +154,57 @@ def _add_checks_made_after_decoding(
         fit[field]["minItems"] = min_points
         batch[field]["minItems"] = 1
     components["DetectorParams"]["properties"]["k"]["exclusiveMinimum"] = 0
-    timestamp = components["PredictRequest"]["properties"]["timestamp"]
-    timestamp["anyOf"] = [
-        {"type": "integer", "minimum": 0, "maximum": schemas.MAX_TIMESTAMP},
-        {"type": "string", "pattern": "^[0-9]{1,12}$"},
-        {"type": "string", "format": "date-time"},
+    components["PredictRequest"]["properties"]["timestamp"] = _timestamp("$.timestamp")
+    for request in (fit, batch):
+        request["timestamps"]["items"] = _timestamp("each timestamp")
+
+
+def _timestamp(what: str) -> dict[str, Any]:
+    """The forms anomalyd.timestamps accepts (numbers range-checked by msgspec)."""
+    return {
+        "anyOf": [
+            {"type": "integer", "minimum": 0, "maximum": schemas.MAX_TIMESTAMP},
+            {
+                "type": "number",
+                "minimum": 0,
+                "exclusiveMaximum": schemas.MAX_TIMESTAMP + 1,
+            },
+            {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]+)?$"},
+            {"type": "string", "format": "date-time"},
+        ],
+        "description": (
+            f"{what}: Unix seconds (an integer, a number with a fraction, or a "
+            "string of digits with an optional fraction) or an ISO-8601 date-time "
+            "(UTC when it has no offset). A fraction of a second is cut: "
+            "timestamps are stored as whole seconds."
+        ),
+    }
+
+
+# A CSV body of fit and batch predict: a header naming the columns, one point a line.
+_CSV_BODY = {
+    "type": "string",
+    "description": "CSV: a header line 'timestamp,value' (either order), then one "
+    "point per line; timestamps in any form a JSON body takes. A fit takes its "
+    "detector from the query (?kind=&k=&direction=).",
+}
+
+
+def _detector_query() -> list[dict[str, Any]]:
+    """?kind=&k=&direction= of a CSV fit, from the detector's own schema."""
+    detector = msgspec.json.schema(schemas.DetectorParams)["$defs"]["DetectorParams"]
+    detector["properties"]["k"]["exclusiveMinimum"] = 0
+    return [
+        {
+            "name": name,
+            "in": "query",
+            "required": False,
+            "description": f"The detector's {name} for a CSV body (a JSON body gives "
+            "it in its detector object; with a JSON body this is a 400).",
+            "schema": {key: value for key, value in schema.items() if key != "default"},
+        }
+        for name, schema in detector["properties"].items()
     ]
-    timestamp["description"] = (
-        "Unix seconds (an integer or a string of digits) or an ISO-8601 date-time "
-        "(UTC when it has no offset)."
-    )
 
 
 def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
@@ -227,8 +278,10 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
                 "fit",
                 "Train a new version of a series; answered after a durable commit.",
                 _json(_ref("FitResponse"), "The new version and its model."),
-                (400, 404, 413, 422, 507),
+                (400, 404, 413, 415, 422, 503, 507),
+                parameters=_detector_query(),
                 body="FitRequest",
+                csv=True,
             ),
         },
         "/predict/{series_id}": {
@@ -237,7 +290,7 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
                 "predict",
                 "Judge one point against a version (default: the latest).",
                 _json(_ref("PredictResponse"), "The verdict."),
-                (400, 404, 413, 422),
+                (400, 404, 413, 415, 422, 503),
                 parameters=[version_query],
                 body="PredictRequest",
             ),
@@ -248,9 +301,10 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
                 "predictBatch",
                 "Judge many points against a version, in request order.",
                 _json(_ref("BatchPredictResponse"), "One verdict per point."),
-                (400, 404, 413, 422),
+                (400, 404, 413, 415, 422, 503),
                 parameters=[version_query],
                 body="BatchPredictRequest",
+                csv=True,
             ),
         },
         "/series": {

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import falcon
 import numpy as np
@@ -9,6 +9,7 @@ import numpy as np
 from anomalyd import csvbody, ingest, schemas
 from anomalyd.api.body import CSV, media_type, read_body, release
 from anomalyd.api.common import check_series_id, parse_version
+from anomalyd.api.large import LargeRequests
 from anomalyd.detectors import InvalidInput, Model
 from anomalyd.store import Store
 
@@ -53,17 +54,31 @@ class PredictResource:
 
 
 class BatchPredictResource:
-    def __init__(self, store: Store, max_body: int) -> None:
+    def __init__(
+        self, store: Store, max_body: int, large: LargeRequests | None = None
+    ) -> None:
         self._store = store
         self._max_body = max_body
+        self._large = large or LargeRequests(0)
 
     def on_post(
         self, req: falcon.Request, resp: falcon.Response, series_id: str
     ) -> None:
         check_series_id(series_id)
-        body = read_body(req, self._max_body, csv=True)
-        # The timestamps are checked, not kept: a verdict does not depend on them.
+        held = self._large.enter(req.content_length)
         try:
+            held = self._judge(req, resp, series_id, held)
+        finally:
+            if held:  # not handed over to the streamed answer
+                self._large.leave()
+
+    def _judge(self, req, resp, series_id: str, held: bool) -> bool:
+        """Answer; return whether the large-request slot is still this call's."""
+        body = read_body(req, self._max_body, csv=True)
+        try:
+            # A gzip or chunked body is known to be large only once read.
+            held = held or self._large.enter(len(body))
+            # The timestamps are checked, not kept: a verdict does not need them.
             if media_type(req) == CSV:
                 _, values = csvbody.decode(body, 1, keep_timestamps=False)
             else:
@@ -80,10 +95,35 @@ class BatchPredictResource:
             resp.data = _encode(
                 schemas.BatchPredictResponse(label, anomalies.tolist(), scores.tolist())
             )
-        else:
-            # Sent as it is encoded (chunked transfer coding), piece by piece.
-            resp.content_type = falcon.MEDIA_JSON
-            resp.stream = batch_answer(label, model, values)
+            return held
+        # Sent as it is encoded (chunked transfer coding), piece by piece; the
+        # answer keeps the slot until it is sent.
+        resp.content_type = falcon.MEDIA_JSON
+        resp.stream = StreamedAnswer(
+            batch_answer(label, model, values), self._large.leave if held else None
+        )
+        return False
+
+
+class StreamedAnswer:
+    """A WSGI body that calls ``done`` once when closed: the server closes the body
+    it was given whether it sent it all, part of it, or none (a plain generator
+    that never started would skip its ``finally``)."""
+
+    def __init__(self, pieces: Iterator[bytes], done: Callable[[], None] | None):
+        self._pieces = pieces
+        self._done = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self._pieces
+
+    def close(self) -> None:
+        done, self._done = self._done, None
+        try:
+            self._pieces.close()
+        finally:
+            if done is not None:
+                done()
 
 
 def batch_answer(label: str, model: Model, values: np.ndarray) -> Iterator[bytes]:
