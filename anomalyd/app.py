@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -14,7 +15,7 @@ from anomalyd.api.dashboard import DashboardResource
 from anomalyd.api.docs import OpenAPIResource
 from anomalyd.api.fit import FitResource
 from anomalyd.api.health import HealthResource
-from anomalyd.api.large import LargeRequests
+from anomalyd.api.large import SWITCH_INTERVAL, LargeRequests
 from anomalyd.api.metrics import MetricsResource
 from anomalyd.api.plot import PlotResource
 from anomalyd.api.predict import BatchPredictResource, PredictResource
@@ -113,6 +114,7 @@ def max_readers(settings: Settings) -> int:
 
 def get_app(settings: Settings, stats: Stats) -> falcon.App:
     """Build the real parts inside a worker (after fork) and the app around them."""
+    sys.setswitchinterval(SWITCH_INTERVAL)  # small requests behind large ones
     store = Store(
         os.path.abspath(settings.data_dir),
         map_size=settings.map_size,

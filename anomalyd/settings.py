@@ -38,7 +38,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     timeout: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
     keepalive: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 5
-    max_large_requests: Annotated[int, msgspec.Meta(ge=0, le=64)] = 2
+    max_large_requests: Annotated[int, msgspec.Meta(ge=0, le=64)] = 1
 
 
 HELP: dict[str, str] = {

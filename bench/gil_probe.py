@@ -70,7 +70,9 @@ def main() -> None:
         "fit: decode (ingest.decode)", lambda: ingest.decode(body, fit_columns, 3)
     )
     params = detectors.DetectorParams()
-    model = probe.step("fit: train (detectors.fit)", lambda: detectors.fit(values, params))
+    model = probe.step(
+        "fit: train (detectors.fit)", lambda: detectors.fit(values, params)
+    )
     probe.step("fit: points record (points_blob)", lambda: points_blob(stamps, values))
     with tempfile.TemporaryDirectory() as tmp:
         store = Store(tmp, map_size=4 << 30)
@@ -81,9 +83,7 @@ def main() -> None:
         _, _, t, v = probe.step(
             "plot: read (training_data)", lambda: store.training_data("big", 1)
         )
-        probe.step(
-            "plot: draw (render_svg)", lambda: render_svg("big", 1, model, t, v)
-        )
+        probe.step("plot: draw (render_svg)", lambda: render_svg("big", 1, model, t, v))
         store.close()
     probe.step(
         "batch: decode (ingest.decode)",

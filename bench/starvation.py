@@ -39,13 +39,24 @@ MiB = 1024 * 1024
 
 
 def request(url: str, method: str, path: str, body: bytes | None = None):
+    """The status of one request on a new connection. A large request refused
+    before its body is read is answered while the body is still being sent: the
+    answer is read after the broken pipe, as HTTP clients do."""
     host, port = url.removeprefix("http://").split(":")
     conn = http.client.HTTPConnection(host, int(port), timeout=600)
     try:
-        conn.request(method, path, body, {"Content-Type": "application/json"})
-        response = conn.getresponse()
+        try:
+            conn.request(method, path, body, {"Content-Type": "application/json"})
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            response = conn.getresponse()
+        except (ConnectionError, http.client.HTTPException):
+            return "reset"
         while response.read(1 << 20):
             pass
+        if response.status == 503:
+            time.sleep(float(response.getheader("Retry-After", "1")))
         return response.status
     finally:
         conn.close()
@@ -131,13 +142,17 @@ def main() -> None:
         stop.set()
         for t in load:
             t.join()
-    print(f"{points:,} points per fit body ({len(big) / MiB:.1f} MiB), "
-          f"plots of {args.plot_points:,} points; flags: {' '.join(flags)}")
+    print(
+        f"{points:,} points per fit body ({len(big) / MiB:.1f} MiB), "
+        f"plots of {args.plot_points:,} points; flags: {' '.join(flags)}"
+    )
     print(f"predict alone:          {summary(alone)}")
     print(f"predict under the load: {summary(loaded)}")
     print(f"fits answered: {dict(fits)}; plots answered: {dict(plots)}")
-    print(f"p99 under load / p99 alone: "
-          f"{percentile(loaded, 99) / percentile(alone, 99):.1f}")
+    print(
+        f"p99 under load / p99 alone: "
+        f"{percentile(loaded, 99) / percentile(alone, 99):.1f}"
+    )
 
 
 if __name__ == "__main__":

@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import gzip
 import json
+import socket
+import time
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,8 @@ from test_service import assert_error
 
 from anomalyd import ingest
 from anomalyd.api import body as body_module
+from anomalyd.api.large import LargeRequests
+from anomalyd.api.predict import StreamedAnswer
 from anomalyd.store import Store
 
 SAMPLE = Path(__file__).parent / "sample" / "machine_temperature_system_failure.csv"
@@ -434,3 +438,65 @@ def test_peak_memory_per_body_byte(make_server, tmp_path, kind):
     # numbers, a whole answer encoded at once, five copies of the points to store).
     limit = 10 if kind == "fit" else 6
     assert per_byte < limit, f"{kind}: {per_byte:.1f} bytes per body byte"
+
+
+# -- large requests leave threads to small ones -----------------------------------
+
+
+def test_large_requests_never_take_every_thread(make_server):
+    """Three large batch requests whose clients do not read their (13 MB) answers
+    hold their threads until the timeout. With one large-request slot per worker,
+    at most one per worker runs, the rest get 503 at once, and predicts answer."""
+    s = make_server(extra=["--max-large-requests", "1", "--timeout", "20"])
+    assert s.post("/fit/m", {"timestamps": [1, 2, 3], "values": [1, 2, 4]}).ok
+    body = tiny_body(512 * 1024)  # 2 MiB: large
+    head = (
+        f"POST /predict/m/batch HTTP/1.1\r\nHost: x\r\nContent-Length: {len(body)}\r\n"
+        "Content-Type: application/json\r\n\r\n"
+    ).encode()
+    clients = []
+    for _ in range(3):
+        sock = socket.create_connection(("127.0.0.1", s.port))
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.sendall(head + body)
+        clients.append(sock)
+    try:
+        statuses = []
+        for sock in clients:
+            sock.settimeout(15)
+            statuses.append(sock.recv(12)[9:12])
+        assert b"503" in statuses and b"200" in statuses, statuses
+        for _ in range(20):  # each on a new connection: both workers are asked
+            r = requests.post(
+                s.url + "/predict/m", json={"timestamp": 1, "value": 2}, timeout=5
+            )
+            assert r.status_code == 200
+        refused = post_raw(s, "/predict/m/batch", body)
+        if refused.status_code == 503:
+            assert refused.headers["Retry-After"] == "1"
+            assert_error(refused, 503, "max_large_requests")
+    finally:
+        for sock in clients:
+            sock.close()
+    # Slots come back when the answers are abandoned: large requests work again.
+    for _ in range(40):
+        r = post_raw(s, "/predict/m/batch", body)
+        if r.status_code == 200:
+            break
+        time.sleep(0.5)
+    assert r.status_code == 200 and len(r.json()["score"]) == 512 * 1024
+
+
+def test_streamed_answer_gives_its_slot_back_however_it_ends():
+    gate = LargeRequests(1)
+    for consume in (0, 1, 10):  # never started, partly sent, sent whole
+        assert gate.enter(2 * 1024 * 1024) is True
+        with pytest.raises(Exception) as info:
+            gate.enter(2 * 1024 * 1024)
+        assert info.value.status_code == 503
+        answer = StreamedAnswer(iter([b"a", b"b", b"c"]), gate.leave)
+        for _, _ in zip(range(consume), answer, strict=False):
+            pass
+        answer.close()
+        answer.close()  # a second close gives nothing back twice
+    assert gate.enter(1024) is False  # small: no slot taken

@@ -16,6 +16,11 @@ import threading
 import falcon
 
 LARGE_BODY = 1024 * 1024
+# How long a thread running Python code keeps the GIL while another waits for it
+# (Python's default: 5 ms). A small request needs the GIL a dozen times (accept,
+# read, decode, answer); behind a thread decoding a large body in pieces, each of
+# those waits a full interval, which made single predicts take 100+ ms.
+SWITCH_INTERVAL = 0.0005
 
 
 class LargeRequests:

@@ -120,7 +120,9 @@ class StreamedAnswer:
     def close(self) -> None:
         done, self._done = self._done, None
         try:
-            self._pieces.close()
+            close = getattr(self._pieces, "close", None)
+            if close is not None:
+                close()
         finally:
             if done is not None:
                 done()
