@@ -11,13 +11,17 @@ import socket
 import time
 from pathlib import Path
 
+import msgspec
 import numpy as np
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from test_service import assert_error
 
-from anomalyd import ingest
+from anomalyd import ingest, schemas, timestamps
 from anomalyd.api import body as body_module
+from anomalyd.api.fit import fit_columns
 from anomalyd.api.large import LargeRequests
 from anomalyd.api.predict import StreamedAnswer
 from anomalyd.store import Store
@@ -500,3 +504,69 @@ def test_streamed_answer_gives_its_slot_back_however_it_ends():
         answer.close()
         answer.close()  # a second close gives nothing back twice
     assert gate.enter(1024) is False  # small: no slot taken
+
+
+# -- decoding in pieces is decoding whole -------------------------------------------
+
+_reference = msgspec.json.Decoder(schemas.FitRequest)
+
+
+def decoded_whole(body: bytes):
+    """What /openapi.json's FitRequest promises, decoded at once: the reference."""
+    request = _reference.decode(body)
+    stamps = [
+        timestamps.seconds(t, f"$.timestamps[{i}]")
+        for i, t in enumerate(request.timestamps)
+    ]
+    ingest.check_lengths(len(stamps), len(request.values), 0)
+    return stamps, request.values
+
+
+def outcome(decode, body: bytes):
+    try:
+        stamps, values = decode(body)
+        return "ok", list(stamps), list(values)
+    except msgspec.ValidationError as exc:
+        return "422 msgspec", str(exc)
+    except msgspec.DecodeError as exc:
+        return "400", str(exc)
+    except ValueError as exc:  # InvalidTrainingData is one
+        return "422", str(exc)
+
+
+stamp_elements = st.one_of(
+    st.integers(-5, 2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.sampled_from(["17", "17.9", "2023-09-10 09:04:00", "a,b", 'x",]y', "[1,2]"]),
+    st.text(max_size=6),
+    st.lists(st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+)
+value_elements = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.integers(-(2**70), 2**70),
+    st.sampled_from(["s,t", "1", "]"]),
+    st.lists(st.integers(), max_size=2),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(
+    st.lists(stamp_elements, max_size=12),
+    st.lists(value_elements, max_size=12),
+    st.sampled_from([1, 2, 3, 7, 64]),
+    st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " : ")]),
+)
+def test_decoding_in_pieces_answers_as_decoding_whole(stamps, values, chunk, seps):
+    # Pieces of a few bytes cut inside every kind of element; the answer (arrays,
+    # or the error with its global path) must be the whole decode's.
+    body = json.dumps({"timestamps": stamps, "values": values}, separators=seps)
+    saved = ingest.CHUNK_BYTES
+    ingest.CHUNK_BYTES = chunk
+    try:
+        ours = outcome(lambda b: ingest.decode(b, fit_columns, 0)[1:], body.encode())
+    finally:
+        ingest.CHUNK_BYTES = saved
+    assert ours == outcome(decoded_whole, body.encode())
