@@ -77,7 +77,7 @@ def fill_numbers(out: np.ndarray, numbers: list, offset: int) -> None:
     """Write JSON numbers (already range-checked by msgspec) into ``out[offset:]`` as
     int64 seconds, in one numpy assignment: a float is cut towards zero, which is the
     floor for the non-negative numbers allowed."""
-    out[offset : offset + len(numbers)] = numbers
+    out[offset : offset + len(numbers)] = np.fromiter(numbers, np.int64, len(numbers))
 
 
 def fill_mixed(
