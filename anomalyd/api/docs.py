@@ -392,7 +392,9 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
             "summary": "Self-hosted anomaly detection for time series.",
             "description": (
                 "Every error carries the body ErrorBody. A method a route does not "
-                "have is answered 405 with an Allow header. Bodies are JSON (UTF-8)."
+                "have is answered 405 with an Allow header. Bodies are JSON (UTF-8); "
+                "fit and batch predict also take CSV (text/csv). Every POST body may "
+                "be sent with Content-Encoding: gzip."
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },
