@@ -514,6 +514,7 @@ _reference = msgspec.json.Decoder(schemas.FitRequest)
 def decoded_whole(body: bytes):
     """What /openapi.json's FitRequest promises, decoded at once: the reference."""
     request = _reference.decode(body)
+    assert request.detector is not None
     stamps = [
         timestamps.seconds(t, f"$.timestamps[{i}]")
         for i, t in enumerate(request.timestamps)
@@ -552,21 +553,43 @@ value_elements = st.one_of(
 )
 
 
-@settings(max_examples=600, deadline=None)
+numbers_only = st.lists(
+    st.one_of(st.integers(0, 2**34), st.floats(0, 1e11), st.integers(-3, -1)),
+    max_size=12,
+)
+
+
+@settings(max_examples=800, deadline=None)
 @given(
-    st.lists(stamp_elements, max_size=12),
-    st.lists(value_elements, max_size=12),
+    st.one_of(st.lists(stamp_elements, max_size=12), numbers_only),
+    st.one_of(st.lists(value_elements, max_size=12), numbers_only),
     st.sampled_from([1, 2, 3, 7, 64]),
     st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", " : ")]),
+    st.sampled_from([None, {"k": 2}, {"kind": "x"}, {"extra": 1}]),
+    st.booleans(),
+    st.sampled_from([1, 5, 64]),
 )
-def test_decoding_in_pieces_answers_as_decoding_whole(stamps, values, chunk, seps):
-    # Pieces of a few bytes cut inside every kind of element; the answer (arrays,
-    # or the error with its global path) must be the whole decode's.
-    body = json.dumps({"timestamps": stamps, "values": values}, separators=seps)
-    saved = ingest.CHUNK_BYTES
-    ingest.CHUNK_BYTES = chunk
+def test_decoding_in_pieces_answers_as_decoding_whole(
+    stamps, values, chunk, seps, detector, values_first, step
+):
+    # Pieces of a few bytes cut inside every kind of element, columns found in steps
+    # of a few bytes; the answer (arrays, or the error with its global path) must be
+    # the whole decode's.
+    document = {"timestamps": stamps, "values": values}
+    if values_first:
+        document = {"values": values, "timestamps": stamps}
+    if detector is not None:
+        document["detector"] = detector
+    body = json.dumps(document, separators=seps).encode()
+    saved = ingest.CHUNK_BYTES, ingest.FAST_MIN_BYTES, ingest.STEP
+    ingest.CHUNK_BYTES, ingest.FAST_MIN_BYTES, ingest.STEP = chunk, 0, step
     try:
-        ours = outcome(lambda b: ingest.decode(b, fit_columns, 0)[1:], body.encode())
+        ours = outcome(lambda b: ingest.decode(b, fit_columns, 0)[1:], body)
     finally:
-        ingest.CHUNK_BYTES = saved
-    assert ours == outcome(decoded_whole, body.encode())
+        ingest.CHUNK_BYTES, ingest.FAST_MIN_BYTES, ingest.STEP = saved
+    whole = outcome(decoded_whole, body)
+    if detector in ({"kind": "x"}, {"extra": 1}):
+        # Two faults: each decode names one of them, with the same status.
+        assert ours[0] == whole[0] == "422 msgspec"
+    else:
+        assert ours == whole
