@@ -17,6 +17,11 @@ import msgspec
 import anomalyd
 from anomalyd import schemas
 from anomalyd.api.common import MAX_PAGE
+from anomalyd.api.docs_bodies import (
+    CSV_BODY,
+    add_checks_made_after_decoding,
+    detector_query,
+)
 from anomalyd.api.health import Health
 from anomalyd.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
@@ -129,7 +134,7 @@ def _operation(
     if body is not None:
         content: dict[str, Any] = {"application/json": {"schema": _ref(body)}}
         if csv:
-            content["text/csv"] = {"schema": _CSV_BODY}
+            content["text/csv"] = {"schema": CSV_BODY}
         operation["requestBody"] = {
             "required": True,
             "description": "May be sent with Content-Encoding: gzip; "
@@ -141,77 +146,11 @@ def _operation(
     return operation
 
 
-def _add_checks_made_after_decoding(
-    components: dict[str, Any], min_points: int
-) -> None:
-    """Constraints the responders check once msgspec has decoded a body (422 when not
-    met), added to msgspec's schemas so that the document promises no more than the
-    service accepts. Equal lengths, finite values and a non-zero spread cannot be said
-    in JSON Schema; the 422 description names them."""
-    fit = components["FitRequest"]["properties"]
-    batch = components["BatchPredictRequest"]["properties"]
-    for field in ("timestamps", "values"):
-        fit[field]["minItems"] = min_points
-        batch[field]["minItems"] = 1
-    components["DetectorParams"]["properties"]["k"]["exclusiveMinimum"] = 0
-    components["PredictRequest"]["properties"]["timestamp"] = _timestamp("$.timestamp")
-    for request in (fit, batch):
-        request["timestamps"]["items"] = _timestamp("each timestamp")
-
-
-def _timestamp(what: str) -> dict[str, Any]:
-    """The forms anomalyd.timestamps accepts (numbers range-checked by msgspec)."""
-    return {
-        "anyOf": [
-            {"type": "integer", "minimum": 0, "maximum": schemas.MAX_TIMESTAMP},
-            {
-                "type": "number",
-                "minimum": 0,
-                "exclusiveMaximum": schemas.MAX_TIMESTAMP + 1,
-            },
-            {"type": "string", "pattern": r"^[0-9]{1,12}(\.[0-9]+)?$"},
-            {"type": "string", "format": "date-time"},
-        ],
-        "description": (
-            f"{what}: Unix seconds (an integer, a number with a fraction, or a "
-            "string of digits with an optional fraction) or an ISO-8601 date-time "
-            "(UTC when it has no offset). A fraction of a second is cut: "
-            "timestamps are stored as whole seconds."
-        ),
-    }
-
-
-# A CSV body of fit and batch predict: a header naming the columns, one point a line.
-_CSV_BODY = {
-    "type": "string",
-    "description": "CSV: a header line 'timestamp,value' (either order), then one "
-    "point per line; timestamps in any form a JSON body takes. A fit takes its "
-    "detector from the query (?kind=&k=&direction=).",
-}
-
-
-def _detector_query() -> list[dict[str, Any]]:
-    """?kind=&k=&direction= of a CSV fit, from the detector's own schema."""
-    detector = msgspec.json.schema(schemas.DetectorParams)["$defs"]["DetectorParams"]
-    detector["properties"]["k"]["exclusiveMinimum"] = 0
-    return [
-        {
-            "name": name,
-            "in": "query",
-            "required": False,
-            "description": f"The detector's {name} for a CSV body (a JSON body gives "
-            "it in its detector object; with a JSON body this is a 400).",
-            "schema": {key: value for key, value in schema.items() if key != "default"},
-        }
-        for name, schema in detector["properties"].items()
-    ]
-
-
 def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
     """The OpenAPI 3.1 document of a service with these settings: ``token_required``
     when an api_token is configured, ``min_points`` the fewest points a fit takes."""
     _, components = msgspec.json.schema_components(_BODY_TYPES, ref_template=_REF)
-    _add_checks_made_after_decoding(components, min_points)
+    add_checks_made_after_decoding(components, min_points)
     components["ServiceDescription"] = _SERVICE_DESCRIPTION
     series_id_schema = msgspec.json.schema(schemas.SeriesId)
     version_schema = {"type": "string", "pattern": schemas.VERSION_RE.pattern}
@@ -279,7 +218,7 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
                 "Train a new version of a series; answered after a durable commit.",
                 _json(_ref("FitResponse"), "The new version and its model."),
                 (400, 404, 413, 415, 422, 503, 507),
-                parameters=_detector_query(),
+                parameters=detector_query(),
                 body="FitRequest",
                 csv=True,
             ),
