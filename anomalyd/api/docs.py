@@ -78,8 +78,9 @@ _ERRORS = {
     "path, such as $.values[2]); or data that cannot be trained on or judged: "
     "timestamps and values of different lengths, a value not finite, all values "
     "equal (no spread), a timestamp out of range. The description says which.",
-    503: "The worker's memory for request bodies is in use by other requests; "
-    "retry after the Retry-After seconds.",
+    503: "The worker already runs max_large_requests requests with bodies over "
+    "1 MiB, or its memory for request bodies is in use; retry after the Retry-After "
+    "seconds.",
     507: "The store is full (map_size reached); existing models still answer.",
 }
 
