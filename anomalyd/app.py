@@ -16,11 +16,14 @@ from anomalyd.api.docs import OpenAPIResource
 from anomalyd.api.fit import FitResource
 from anomalyd.api.health import HealthResource
 from anomalyd.api.large import SWITCH_INTERVAL, LargeRequests
+from anomalyd.api.login import LoginResource, LogoutResource
 from anomalyd.api.metrics import MetricsResource
 from anomalyd.api.plot import PlotResource
 from anomalyd.api.predict import BatchPredictResource, PredictResource
 from anomalyd.api.series import SeriesCollection, SeriesItem
 from anomalyd.auth import BearerAuth
+from anomalyd.plot import drawing_of
+from anomalyd.session import Sessions
 from anomalyd.settings import Settings
 from anomalyd.stats import Stats, counter_of, histogram_of
 from anomalyd.store import Store
@@ -58,7 +61,27 @@ class StatsMiddleware:
             )
             if len(self._where) < 256:  # clients choose the method: stay bounded
                 self._where[key] = where
-        self._observe(where[0], where[1], resp.status_code, elapsed)
+        status = resp.status_code
+        # Only answered requests (2xx) are timed: a burst of 404s or 422s must not move
+        # the latency figures. The request counters count every status.
+        timed = where[1] if 200 <= status < 300 else -1
+        self._observe(where[0], timed, status, elapsed)
+
+
+class HeadRouter(falcon.routing.CompiledRouter):
+    """Falcon's router, with HEAD answered by the GET responder of every route.
+
+    RFC 9110 9.3.2: HEAD is GET without the body. Falcon already drops the body of a
+    HEAD response and sets Content-Length from the body the responder produced, so the
+    headers are those of the GET. Mapping it here, once, covers every route that has
+    a GET, and the 405 of the others lists HEAD in its Allow header with GET.
+    """
+
+    def map_http_methods(self, resource: object, **kwargs) -> dict:
+        method_map = super().map_http_methods(resource, **kwargs)
+        if "GET" in method_map and "HEAD" not in method_map:
+            method_map["HEAD"] = method_map["GET"]
+        return method_map
 
 
 def create_app(
@@ -68,11 +91,12 @@ def create_app(
     clock: Callable[[], float] = time.time,
 ) -> falcon.App:
     """Build the application from the parts it is given; does no I/O."""
+    sessions = browser_sessions(settings, clock)
     middleware: list = [StatsMiddleware(stats)]
     if settings.api_token:
         # Not installed without a token: the predict path pays nothing for it.
-        middleware.append(BearerAuth(settings.api_token))
-    app = falcon.App(middleware=middleware)
+        middleware.append(BearerAuth(settings.api_token, sessions))
+    app = falcon.App(middleware=middleware, router=HeadRouter())
     # ?version= (empty) must be a 400, not silently the latest version.
     app.req_options.keep_blank_qs_values = True
     app.req_options.strip_url_path_trailing_slash = False
@@ -97,6 +121,8 @@ def create_app(
         "/openapi.json",
         OpenAPIResource(bool(settings.api_token), settings.min_points),
     )
+    if sessions is not None:
+        add_login_routes(app, settings.api_token, sessions)
     return app
 
 
@@ -107,18 +133,38 @@ def large_slots(settings: Settings) -> int:
     return max(1, min(settings.max_large_requests, settings.threads - 1))
 
 
+def browser_sessions(settings: Settings, clock: Callable[[], float]) -> Sessions | None:
+    """With a token, the sessions a browser gets from the login page; else None."""
+    if not settings.api_token:
+        return None
+    return Sessions(settings.api_token, settings.session_hours * 3600, clock)
+
+
+def add_login_routes(app: falcon.App, token: str, sessions: Sessions) -> None:
+    app.add_route("/login", LoginResource(token, sessions))
+    app.add_route("/logout", LogoutResource(sessions))
+
+
 def max_readers(settings: Settings) -> int:
     """Reader slots: every thread of every worker, the backup tool, and headroom."""
-    return max(126, 2 * settings.workers * settings.threads + 32)
+    return max(
+        126, 2 * settings.workers * (settings.threads + settings.write_threads) + 32
+    )
 
 
-def get_app(settings: Settings, stats: Stats) -> falcon.App:
-    """Build the real parts inside a worker (after fork) and the app around them."""
+def get_app(settings: Settings, stats: Stats, **store_checks) -> falcon.App:
+    """Build the real parts inside a worker (after fork) and the app around them.
+
+    ``store_checks`` (``lock_file``, ``on_fatal``) come from the master: see
+    ``anomalyd.store.base``.
+    """
     sys.setswitchinterval(SWITCH_INTERVAL)  # small requests behind large ones
     store = Store(
         os.path.abspath(settings.data_dir),
         map_size=settings.map_size,
         max_readers=max_readers(settings),
         lru_size=settings.lru_size,
+        drawer=drawing_of,
+        **store_checks,
     )
     return create_app(settings, store, stats)

@@ -9,7 +9,13 @@ import msgspec
 
 from anomalyd.csvbody import MalformedBody
 from anomalyd.detectors import InvalidInput, InvalidTrainingData
-from anomalyd.store import CorruptRecord, SeriesNotFound, StoreFull, VersionNotFound
+from anomalyd.store import (
+    CorruptRecord,
+    SeriesNotFound,
+    StoreFull,
+    StoreUnavailable,
+    VersionNotFound,
+)
 
 _encode = msgspec.json.Encoder().encode
 log = logging.getLogger("anomalyd")
@@ -55,6 +61,13 @@ def _store_full(req, resp, exc, params):
     )
 
 
+def _unavailable(req, resp, exc, params):
+    # The store logged it (loudly, once) where it found it.
+    raise falcon.HTTPServiceUnavailable(
+        title="Store unavailable", description=str(exc), retry_after=None
+    )
+
+
 def _corrupt(req, resp, exc, params):
     log.error("%s", exc)
     raise falcon.HTTPInternalServerError(title="Corrupt record", description=str(exc))
@@ -81,6 +94,7 @@ def install(app: falcon.App) -> None:
     app.add_error_handler(msgspec.DecodeError, _decode_error)
     app.add_error_handler((SeriesNotFound, VersionNotFound), _not_found)
     app.add_error_handler(StoreFull, _store_full)
+    app.add_error_handler(StoreUnavailable, _unavailable)
     app.add_error_handler(CorruptRecord, _corrupt)
     app.add_error_handler((InvalidTrainingData, InvalidInput), _invalid)
     app.add_error_handler(MalformedBody, _malformed)

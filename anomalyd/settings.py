@@ -6,11 +6,16 @@ test checks that the README mentions each one.
 
 from __future__ import annotations
 
+import difflib
 import os
 import tomllib
 from typing import Annotated, Any, Literal
 
 import msgspec
+import msgspec.inspect
+
+import anomalyd
+from anomalyd.bind import normalize_bind
 
 MiB = 1024 * 1024
 GiB = 1024 * MiB
@@ -22,9 +27,8 @@ class SettingsError(Exception):
 
 
 class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    bind: Annotated[
-        str, msgspec.Meta(pattern=r"^(unix:.+|\[?[^\s\[\]]*\]?:\d{1,5})$")
-    ] = "127.0.0.1:8000"
+    # Every form gunicorn accepts (anomalyd.bind), kept in its explicit form.
+    bind: str = "127.0.0.1:8000"
     workers: Annotated[int, msgspec.Meta(ge=1, le=64)] = 2
     worker_class: Literal["gthread", "sync"] = "gthread"
     threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
@@ -38,11 +42,22 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     timeout: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
     keepalive: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 5
+    session_hours: Annotated[int, msgspec.Meta(ge=1, le=8760)] = 12
+    write_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
+    max_inflight_bytes: Annotated[int, msgspec.Meta(ge=MiB, le=64 * GiB)] = 128 * MiB
+    access_log: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     max_large_requests: Annotated[int, msgspec.Meta(ge=0, le=64)] = 1
+
+    def __post_init__(self) -> None:
+        # A ValueError here is a ValidationError of msgspec.convert, message unchanged.
+        msgspec.structs.force_setattr(self, "bind", normalize_bind(self.bind))
 
 
 HELP: dict[str, str] = {
-    "bind": "HOST:PORT (or unix:PATH) to listen on",
+    "bind": (
+        "one address to listen on: HOST:PORT, HOST (port 8000), [IPv6]:PORT, "
+        "unix:PATH or fd://FD"
+    ),
     "workers": "number of gunicorn worker processes",
     "worker_class": "gunicorn worker: gthread (default, keep-alive, threads) or sync",
     "threads": "threads per worker (gthread)",
@@ -59,6 +74,18 @@ HELP: dict[str, str] = {
         "most a client may take to send one request"
     ),
     "keepalive": "seconds an idle keep-alive connection is kept open",
+    "session_hours": (
+        "hours a browser's dashboard session lasts after logging in with the "
+        "api_token (only with a token)"
+    ),
+    "write_threads": (
+        "threads per worker for requests that write (fit, delete); the other "
+        "requests have the threads pool to themselves"
+    ),
+    "max_inflight_bytes": (
+        "most bytes of request bodies a worker holds in memory at once (503 beyond)"
+    ),
+    "access_log": "access log: '-' for stderr (the journal), or a file; off if unset",
     "max_large_requests": (
         "requests with a body over 1 MiB one worker runs at once (at most threads "
         "- 1); more get 503 with Retry-After. 0: no limit"
@@ -124,8 +151,138 @@ def load(
         try:
             msgspec.convert({field: value}, Settings, strict=False)
         except msgspec.ValidationError as exc:
-            reason = str(exc).split(" - at ")[0]
             raise SettingsError(
-                f"setting {field} ({sources[field]}) = {value!r}: {reason}"
+                f"setting {field} ({sources[field]}) = {value!r}: "
+                f"{requirement(field, exc)}"
             ) from None
     return msgspec.convert(values, Settings, strict=False), sources
+
+
+# -- messages for a person -----------------------------------------------------------
+
+_SECONDS = {"timeout", "keepalive"}
+_HOURS = {"session_hours"}
+
+
+def _unit(field: str) -> str:
+    """The unit of an integer setting, from its name: ``*_bytes`` and ``map_size``
+    are bytes, so a new setting named that way is worded without a list to update."""
+    if field == "map_size" or field.endswith("_bytes"):
+        return "bytes"
+    if field in _SECONDS:
+        return "seconds"
+    return "hours" if field in _HOURS else ""
+
+
+_FIELD_TYPES = {f.name: f.type for f in msgspec.inspect.type_info(Settings).fields}
+
+
+def _amount(field: str, number: int) -> str:
+    if _unit(field) == "bytes":
+        for unit, size in (("TiB", 1024 * GiB), ("GiB", GiB), ("MiB", MiB)):
+            if number >= size and number % size == 0:
+                return f"{number} ({number // size} {unit})"
+        if number >= 1024 and number % 1024 == 0:
+            return f"{number} ({number // 1024} KiB)"
+    return str(number)
+
+
+def requirement(field: str, exc: Exception | None = None) -> str:
+    """What a value of ``field`` must be, in words (from the field's type and bounds).
+
+    The ``bind`` checks word their own message (``anomalyd.bind``); a type this does
+    not know falls back to msgspec's message.
+    """
+    kind = _FIELD_TYPES[field]
+    if isinstance(kind, msgspec.inspect.UnionType):  # X | None: None is "not set"
+        kind = next(
+            t for t in kind.types if not isinstance(t, msgspec.inspect.NoneType)
+        )
+    if isinstance(kind, msgspec.inspect.IntType):
+        unit = f" of {_unit(field)}" if _unit(field) else ""
+        low = kind.ge if kind.ge is not None else kind.gt + 1
+        high = kind.le if kind.le is not None else kind.lt - 1
+        return (
+            f"must be a whole number{unit} from {_amount(field, low)} "
+            f"to {_amount(field, high)}"
+        )
+    if isinstance(kind, msgspec.inspect.LiteralType):
+        return "must be one of " + ", ".join(str(v) for v in kind.values)
+    if isinstance(kind, msgspec.inspect.BoolType):
+        return "must be true or false"
+    if isinstance(kind, msgspec.inspect.StrType):
+        if field == "bind" and exc is not None and "Expected" not in str(exc):
+            return str(exc).split(" - at ")[0]
+        if kind.min_length:
+            return "must be a non-empty string"
+        return "must be a string"
+    return str(exc).split(" - at ")[0] if exc is not None else "is not valid"
+
+
+def unknown_environment(environ: dict[str, str] | None = None) -> list[str]:
+    """A warning for each ``ANOMALYD_*`` variable that names no setting (a typo is
+    otherwise silently ignored), with the closest setting's variable."""
+    environ = os.environ if environ is None else environ
+    known = [f.upper() for f in Settings.__struct_fields__] + ["CONFIG"]
+    warnings = []
+    for name in sorted(environ):
+        if not name.startswith(ENV_PREFIX) or name[len(ENV_PREFIX) :] in known:
+            continue
+        # Compared without the prefix, which every name shares.
+        close = difflib.get_close_matches(name[len(ENV_PREFIX) :], known, n=1)
+        hint = (
+            f"did you mean {ENV_PREFIX}{close[0]}?"
+            if close
+            else "the variables are ANOMALYD_ and a setting's name in capitals "
+            "(see anomalyd check-config)"
+        )
+        warnings.append(f"{name} is not a setting and is ignored; {hint}")
+    return warnings
+
+
+# -- check-config: the settings as TOML ----------------------------------------------
+
+SECRETS = frozenset({"api_token"})
+
+
+def toml_value(value: object) -> str:
+    """``value`` as a TOML value: a basic string with every control character escaped."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if not isinstance(value, str):
+        raise TypeError(f"no TOML form for {value!r}")
+    escaped = []
+    for char in value:
+        if char in '"\\':
+            escaped.append("\\" + char)
+        elif char < " " or char == "\x7f":
+            escaped.append(f"\\u{ord(char):04x}")
+        else:
+            escaped.append(char)
+    return '"' + "".join(escaped) + '"'
+
+
+def to_toml(settings: Settings, sources: dict[str, str]) -> str:
+    """The settings in effect as a TOML file ``--config`` reads back to the same
+    settings: each value's source as a comment, unset ones and secrets commented out
+    (a secret masked: give it again through its variable or ``api_token_file``)."""
+    lines = [
+        f"# anomalyd {anomalyd.__version__}: the settings in effect, as TOML. Save this",
+        "# and pass it with --config FILE; the comment after each value is its source.",
+    ]
+    for field in Settings.__struct_fields__:
+        value = getattr(settings, field)
+        # A comment runs to the end of its line: no control character may end it early.
+        source = "".join(c if c >= " " else "?" for c in sources[field])
+        if value is None:
+            lines.append(f"# {field} = (not set)  # {source}")
+        elif field in SECRETS:
+            lines.append(
+                f'# {field} = "********"  # {source}; secret, not shown: set it with '
+                f"{env_name(field)} or api_token_file"
+            )
+        else:
+            lines.append(f"{field} = {toml_value(value)}  # {source}")
+    return "\n".join(lines) + "\n"

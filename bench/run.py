@@ -73,6 +73,9 @@ FIT_SIZES = [
     int(n)
     for n in os.environ.get("BENCH_FIT_SIZES", "1000,10000,100000,1000000").split(",")
 ]
+# Baselines for the worker comparison (bench/worker_service.py): the worker
+# anomalyd.worker replaced, and gunicorn's stock gthread worker.
+BASELINE_WORKERS = ("deadline", "gthread")
 SCENARIOS = [
     ("predict-heavy", "PredictUser"),
     ("batch predict 100", "Batch100User"),
@@ -193,6 +196,21 @@ def anomalyd(name: str, data_dir: Path, workdir: Path) -> Server:
         str(data_dir),
     ]
     return Server(name, argv, workdir, "/healthcheck", DEFAULTS.workers)
+
+
+def worker_variant(worker: str, data_dir: Path, workdir: Path) -> Server:
+    """anomalyd with the worker it replaced, or gunicorn's stock gthread worker."""
+    argv = [
+        sys.executable,
+        str(BENCH / "worker_service.py"),
+        "--bind",
+        "127.0.0.1:{port}",
+        "--data-dir",
+        str(data_dir),
+        "--worker",
+        worker,
+    ]
+    return Server(f"worker-{worker}", argv, workdir, "/healthcheck", DEFAULTS.workers)
 
 
 def null_app(workdir: Path) -> Server:
@@ -574,7 +592,12 @@ def main() -> int:
         small = anomalyd("anomalyd", small_dir, workdir)
         large = anomalyd("anomalyd-large", large_dir, workdir)
         null, ngx = null_app(workdir), nginx(workdir)
-        for server in (small, large, null, ngx):
+        # The same store under the previous worker and gunicorn's stock gthread.
+        variants = []
+        for worker in BASELINE_WORKERS:
+            shutil.copytree(small_dir, workdir / f"data-{worker}")
+            variants.append(worker_variant(worker, workdir / f"data-{worker}", workdir))
+        for server in (small, large, null, ngx, *variants):
             server.start()
             servers.append(server)
         log("servers up: " + ", ".join(f"{s.name} {s.url}" for s in servers))
@@ -585,6 +608,7 @@ def main() -> int:
             (large, SCALE_SERIES),
             (null, SERIES),
             (ngx, SERIES),
+            *((v, SERIES) for v in variants),
         ):
             wrk(server.url, "predict.lua", 1, CONNECTIONS, {"SERIES": str(n)})
         # A long-running service with many series has every page it reads mapped in
@@ -610,12 +634,14 @@ def main() -> int:
             ("null", null, SERIES),
             ("nginx", ngx, SERIES),
             ("anomalyd-1M", large, SCALE_SERIES),
+            *((v.name, v, SERIES) for v in variants),
         ]
         runs: dict[str, list[dict]] = {name: [] for name, _, _ in targets}
         before = metrics(small.url)
         before_large = metrics(large.url)
         for r in range(ROUNDS):
-            for name, server, n in targets[r % 4 :] + targets[: r % 4]:
+            turn = r % len(targets)
+            for name, server, n in targets[turn:] + targets[:turn]:
                 runs[name].append(
                     wrk(
                         server.url,
@@ -813,6 +839,30 @@ def main() -> int:
             f"| in-process predict median (/metrics) | {p50 * 1e6:.0f} µs (bucket "
             f"{p50_lo * 1e6:.0f}–{p50_hi * 1e6:.0f} µs) | < 100 µs | "
             f"{verdict(p50, 1e-4, above=False)} |"
+        ),
+        "",
+        "## Worker classes (same run)",
+        "",
+        (
+            f"Predict on the same {SERIES:,}-series store, wrk as above, rounds "
+            "interleaved with the rows above. `anomalyd` is anomalyd.worker's "
+            "BufferedThreadWorker (requests reach a thread once they have arrived); "
+            "`worker-deadline` the worker it replaced (bench/legacy_worker.py); "
+            "`worker-gthread` gunicorn's stock gthread worker."
+        ),
+        "",
+        "| worker | tool | req/s | p50 | p95 | p99 | errors | req/s / previous worker's, per round |",
+        "|---|---|---:|---:|---:|---:|---:|---|",
+        *(
+            fmt_row(name, "wrk", predict[name])
+            + " median "
+            + f"{statistics.median(per_round(runs[name], runs['worker-deadline'])):.2f}"
+            + " (rounds: "
+            + ", ".join(
+                f"{x:.2f}" for x in per_round(runs[name], runs["worker-deadline"])
+            )
+            + ") |"
+            for name in ("anomalyd", *(f"worker-{w}" for w in BASELINE_WORKERS))
         ),
         "",
         "Predict rounds, req/s: "

@@ -73,8 +73,8 @@ class Server:
                 if requests.get(self.url + "/healthcheck", timeout=1).ok:
                     self._wait_workers(deadline)
                     return self
-            except requests.ConnectionError:
-                pass
+            except (requests.ConnectionError, requests.Timeout):
+                pass  # not listening yet, or listening while the workers boot
             time.sleep(0.05)
         raise RuntimeError("anomalyd did not start")
 

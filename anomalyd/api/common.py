@@ -10,9 +10,12 @@ from anomalyd.detectors import MAD_TO_SIGMA, Model
 from anomalyd.errors import BadRequest
 from anomalyd.schemas import SERIES_ID_RE, VERSION_RE, ModelOut
 
+# Every pattern that validates input is applied with fullmatch: the patterns end in
+# "$", which re.match also accepts before a final newline ("abc\n").
+
 
 def check_series_id(series_id: str) -> str:
-    if SERIES_ID_RE.match(series_id) is None:
+    if SERIES_ID_RE.fullmatch(series_id) is None:
         raise BadRequest(
             "series_id must be 1 to 200 characters from [A-Za-z0-9._:-], "
             f"got {series_id[:210]!r}"
@@ -25,7 +28,7 @@ def parse_version(req: falcon.Request) -> int | None:
     raw = req.get_param("version")
     if raw is None:
         return None
-    match = VERSION_RE.match(raw)
+    match = VERSION_RE.fullmatch(raw)
     if match is None:
         raise BadRequest(
             f"version must be vN or N with N a positive integer, got {raw[:40]!r}"
@@ -47,8 +50,13 @@ MAX_PAGE = 1000
 
 
 def parse_page(req: falcon.Request, default: int) -> tuple[int, str | None]:
-    """``?limit=`` (1..MAX_PAGE) and ``?after=`` (a series id) of a paged listing."""
-    raw = req.get_param("limit") or str(default)
+    """``?limit=`` (1..MAX_PAGE) and ``?after=`` (a series id) of a paged listing.
+
+    An absent ``limit`` is the default; an empty one (``?limit=``) is malformed: 400.
+    """
+    raw = req.get_param("limit")
+    if raw is None:
+        raw = str(default)
     # isascii: "²".isdigit() is True but int("²") fails.
     if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
         raise BadRequest(

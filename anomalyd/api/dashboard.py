@@ -13,19 +13,21 @@ escaped, even the series ids whose alphabet cannot break HTML today.
 from __future__ import annotations
 
 import datetime as dt
-import html
-from urllib.parse import quote, urlencode
+import itertools
+from urllib.parse import quote
 
 import falcon
 
 import anomalyd
 from anomalyd import schemas
 from anomalyd.api.common import check_series_id, parse_page
+from anomalyd.api.html import HTML, e, href, page, plural
 from anomalyd.detectors import Model
-from anomalyd.store import SeriesNotFound, Store
+from anomalyd.errors import BadRequest
+from anomalyd.schemas import SERIES_ID_RE
+from anomalyd.store import SeriesNotFound, Store, VersionNotFound
 
 PAGE_SIZE = 50
-HTML = "text/html; charset=utf-8"
 
 ROUTES = [
     ("GET", "/", "this description; the HTML dashboard with Accept: text/html"),
@@ -53,48 +55,33 @@ DESCRIPTION = schemas.encoder.encode(
     }
 )
 
-_STYLE = """
-body{font-family:DejaVu Sans,Liberation Sans,Arial,sans-serif;margin:1.5em;color:#222}
-table{border-collapse:collapse}
-th,td{border-bottom:1px solid #ddd;padding:.3em .8em;text-align:left;white-space:nowrap}
-td.num{text-align:right;font-variant-numeric:tabular-nums}
-th{background:#f3f3f3}
-a{color:#1f5fa8}
-nav{margin:1em 0}
-img{border:1px solid #ddd;max-width:100%;height:auto}
-.muted{color:#777}
-"""
-
-
-def _e(value: object) -> str:
-    return html.escape(str(value), quote=True)
-
 
 def _num(value: float | None) -> str:
     return "–" if value is None else f"{value:.6g}"
-
-
-def _href(path: str, **params: str) -> str:
-    """An escaped href: parameters URL-encoded, then the whole HTML-escaped."""
-    return _e(path + "?" + urlencode(params, quote_via=quote) if params else path)
 
 
 def _detector(model: Model) -> str:
     return f"{model.kind} k={model.k:g} {model.direction}"
 
 
-def _page(title: str, body: str) -> str:
-    return (
-        "<!doctype html>\n"
-        '<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>{_e(title)}</title><style>{_STYLE}</style></head>\n"
-        f"<body>\n{body}\n"
-        f'<p class="muted">anomalyd {_e(anomalyd.__version__)} · '
-        '<a href="/openapi.json">openapi.json</a> · '
-        '<a href="/healthcheck">healthcheck</a> · <a href="/metrics">metrics</a></p>\n'
-        "</body></html>\n"
-    )
+def _below(series_id: str) -> str | None:
+    """A cursor for ``Store.list_series(limit, after)`` whose listing starts at the
+    first id at or after ``series_id`` (``after`` itself is excluded, and no id lies
+    between it and ``series_id``: every id is ASCII, and U+10FFFF sorts after all)."""
+    if not series_id:
+        return None
+    return series_id[:-1] + chr(ord(series_id[-1]) - 1) + "\U0010ffff"
+
+
+def parse_prefix(req: falcon.Request) -> str:
+    """``?prefix=`` of the search box: empty (the whole list) or the start of an id."""
+    prefix = req.get_param("prefix") or ""
+    if prefix and SERIES_ID_RE.fullmatch(prefix) is None:
+        raise BadRequest(
+            "prefix must be up to 200 characters from [A-Za-z0-9._:-] (the start of "
+            f"a series_id), got {prefix[:210]!r}"
+        )
+    return prefix
 
 
 class DashboardResource:
@@ -110,31 +97,88 @@ class DashboardResource:
             return
         series_id = req.get_param("series_id")
         if series_id is not None:
-            text = self._series_page(check_series_id(series_id))
+            text = self._series_page(check_series_id(series_id), req)
         else:
             text = self._index_page(req)
         resp.content_type = HTML
         resp.text = text
 
+    # -- the list of series ------------------------------------------------------
+
+    def _rows(
+        self, limit: int, after: str | None, before: str | None, prefix: str
+    ) -> list[tuple[str, int, int]]:
+        """One page of live series whose id starts with ``prefix``: the ``limit``
+        after ``after``, or the ``limit`` before ``before`` (the first page when
+        fewer are left before it), all read in id order from the store's listing."""
+        if before is not None:
+            rows = self._store.list_series_before(limit, before)[0]
+            rows = [row for row in rows if row[0].startswith(prefix)]
+            if len(rows) == limit:
+                return rows
+            after = None
+        start = _below(prefix)
+        if after is not None and (start is None or after > start):
+            start = after
+        rows = self._store.list_series(limit, start)[0]
+        return list(itertools.takewhile(lambda row: row[0].startswith(prefix), rows))
+
+    def _neighbours(
+        self, rows: list[tuple[str, int, int]], prefix: str
+    ) -> tuple[bool, bool]:
+        """Whether a live series of the prefix comes before the page, and after it."""
+        if not rows:
+            return False, False
+        before = self._store.list_series_before(1, rows[0][0])[0]
+        after = self._store.list_series(1, rows[-1][0])[0]
+        return (
+            bool(before) and before[0][0].startswith(prefix),
+            bool(after) and after[0][0].startswith(prefix),
+        )
+
+    def _latest(self, series_id: str, latest: int, count: int):
+        """The listed series' latest record, or None once it is deleted.
+
+        Between the listing and this read the series may have been deleted (gone) or
+        deleted and fitted again (the listed version is gone, a newer one is there):
+        read its row again and try once more, a few times at most.
+        """
+        for _ in range(3):
+            try:
+                return latest, count, self._store.record(series_id, latest)[1]
+            except SeriesNotFound:
+                return None
+            except VersionNotFound:
+                again = self._store.list_series(1, _below(series_id))[0]
+                if not again or again[0][0] != series_id:
+                    return None
+                _, latest, count = again[0]
+        return None
+
     def _index_page(self, req: falcon.Request) -> str:
         limit, after = parse_page(req, PAGE_SIZE)
-        page, following = self._store.list_series(limit, after)
+        before = req.get_param("before")
+        if before is not None:
+            check_series_id(before)
+            if after is not None:
+                raise BadRequest("give after or before, not both")
+        prefix = parse_prefix(req)
+        listed = self._rows(limit, after, before, prefix)
         rows = []
-        for series_id, latest, count in page:
-            try:
-                # A series deleted since the listing is left out.
-                record = self._store.record(series_id, latest)[1]
-            except SeriesNotFound:
-                continue
+        for series_id, latest, count in listed:
+            found = self._latest(series_id, latest, count)
+            if found is None:
+                continue  # deleted since the listing
+            latest, count, record = found
             model = record.model
             rows.append(
                 "<tr>"
-                f'<td><a href="{_href("/", series_id=series_id)}">{_e(series_id)}</a></td>'
-                f'<td><a class="plot" href="{_href("/plot", series_id=series_id)}">'
+                f'<td><a href="{href("/", series_id=series_id)}">{e(series_id)}</a></td>'
+                f'<td><a class="plot" href="{href("/plot", series_id=series_id)}">'
                 f"v{latest}</a></td>"
                 f'<td class="num">{count}</td>'
                 f'<td class="num">{record.points_used}</td>'
-                f"<td>{_e(_detector(model))}</td>"
+                f"<td>{e(_detector(model))}</td>"
                 f'<td class="num">{_num(model.lower)}</td>'
                 f'<td class="num">{_num(model.upper)}</td>'
                 "</tr>"
@@ -147,53 +191,92 @@ class DashboardResource:
                 + "\n".join(rows)
                 + "\n</tbody></table>"
             )
+        elif prefix:
+            table = f"<p>No series id starts with {e(prefix)}.</p>"
         else:
             table = (
                 "<p>No series on this page. Train one with POST /fit/{series_id}.</p>"
             )
-        nav = []
-        if after is not None:
-            nav.append(f'<a href="{_href("/", limit=str(limit))}">first page</a>')
-        if following is not None:
-            nav.append(
-                f'<a rel="next" href="{_href("/", after=following, limit=str(limit))}">'
+        return page(
+            "anomalyd",
+            f"{self._heading(prefix)}\n{table}\n"
+            f"{self._nav(listed, limit, prefix, bool(after or before))}",
+            _logout(req),
+        )
+
+    def _heading(self, prefix: str) -> str:
+        search = (
+            '<form method="get" action="/" role="search">'
+            '<label>series id starts with <input type="search" name="prefix" '
+            f'value="{e(prefix)}" maxlength="200" pattern="[A-Za-z0-9._:\\-]*"></label> '
+            "<button>search</button>"
+            + (' <a href="/">all series</a>' if prefix else "")
+            + "</form>"
+        )
+        trained = plural(self._store.series_trained(), "series", "series")
+        return f"<h1>anomalyd</h1>\n<p>{trained} trained</p>\n{search}"
+
+    def _nav(
+        self, listed: list[tuple[str, int, int]], limit: int, prefix: str, cursor: bool
+    ) -> str:
+        keep = {"limit": str(limit)} | ({"prefix": prefix} if prefix else {})
+        has_previous, has_next = self._neighbours(listed, prefix)
+        links = []
+        if has_previous or (cursor and not listed):
+            links.append(f'<a href="{href("/", **keep)}">first page</a>')
+        if has_previous:
+            links.append(
+                f'<a rel="prev" href="{href("/", before=listed[0][0], **keep)}">'
+                "previous page</a>"
+            )
+        if has_next:
+            links.append(
+                f'<a rel="next" href="{href("/", after=listed[-1][0], **keep)}">'
                 "next page</a>"
             )
-        heading = f"<h1>anomalyd</h1>\n<p>{self._store.series_trained()} series trained"
-        if after is not None:
-            heading += f", after {_e(after)}"
-        heading += "</p>"
-        return _page("anomalyd", f"{heading}\n{table}\n<nav>{' · '.join(nav)}</nav>")
+        return f"<nav>{' · '.join(links)}</nav>"
 
-    def _series_page(self, series_id: str) -> str:
+    # -- one series --------------------------------------------------------------
+
+    def _series_page(self, series_id: str, req: falcon.Request) -> str:
         versions = self._store.versions(series_id)
         latest = versions[-1][0]
         rows = []
         for version, record in reversed(versions):
             model = record.model
             created = dt.datetime.fromtimestamp(record.created_at, dt.UTC)
-            plot = _href("/plot", series_id=series_id, version=f"v{version}")
+            plot = href("/plot", series_id=series_id, version=f"v{version}")
             rows.append(
                 "<tr>"
                 f'<td><a class="plot" href="{plot}">v{version}</a></td>'
-                f"<td>{_e(created.strftime('%Y-%m-%d %H:%M:%S'))} UTC</td>"
+                f"<td>{e(created.strftime('%Y-%m-%d %H:%M:%S'))} UTC</td>"
                 f'<td class="num">{record.points_used}</td>'
-                f"<td>{_e(_detector(model))}</td>"
+                f"<td>{e(_detector(model))}</td>"
                 f'<td class="num">{_num(model.center)}</td>'
                 f'<td class="num">{_num(model.scale)}</td>'
                 f'<td class="num">{_num(model.lower)}</td>'
                 f'<td class="num">{_num(model.upper)}</td>'
                 "</tr>"
             )
-        latest_plot = _href("/plot", series_id=series_id, version=f"v{latest}")
+        latest_plot = href("/plot", series_id=series_id, version=f"v{latest}")
         body = (
-            f'<p><a href="/">all series</a></p>\n<h1>{_e(series_id)}</h1>\n'
-            f"<p>latest v{latest} · {len(versions)} versions · "
-            f'<a href="{_href("/series/" + quote(series_id, safe=""))}">JSON</a></p>\n'
+            f'<p><a href="/">all series</a></p>\n<h1>{e(series_id)}</h1>\n'
+            f"<p>latest v{latest} · {plural(len(versions), 'version')} · "
+            f'<a href="{href("/series/" + quote(series_id, safe=""))}">JSON</a></p>\n'
             f'<p><img src="{latest_plot}" width="1000" height="500" '
-            f'alt="{_e(series_id)} v{latest}"></p>\n'
+            f'alt="{e(series_id)} v{latest}"></p>\n'
             "<table><thead><tr><th>version (plot)</th><th>created</th><th>points</th>"
             "<th>detector</th><th>center</th><th>scale</th><th>lower</th><th>upper</th>"
             "</tr></thead>\n<tbody>\n" + "\n".join(rows) + "\n</tbody></table>"
         )
-        return _page(f"{series_id} · anomalyd", body)
+        return page(f"{series_id} · anomalyd", body, _logout(req))
+
+
+def _logout(req: falcon.Request) -> str:
+    """A log-out button in the footer when the page was opened with a session."""
+    if not getattr(req.context, "session", False):
+        return ""
+    return (
+        ' · <form class="inline" method="post" action="/logout">'
+        "<button>log out</button></form>"
+    )

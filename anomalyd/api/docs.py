@@ -23,6 +23,7 @@ from anomalyd.api.docs_bodies import (
     detector_query,
 )
 from anomalyd.api.health import Health
+from anomalyd.api.login_docs import add_login_paths
 from anomalyd.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 
 _REF = "#/components/schemas/{name}"
@@ -79,9 +80,11 @@ _ERRORS = {
     "timestamps and values of different lengths, a value not finite, all values "
     "equal (no spread), a timestamp out of range. The description says which.",
     503: "The worker already runs max_large_requests requests with bodies over "
-    "1 MiB, or its memory for request bodies is in use; retry after the Retry-After "
-    "seconds.",
-    507: "The store is full (map_size reached); existing models still answer.",
+    "1 MiB, or its memory for request bodies is in use (retry after the Retry-After "
+    "seconds); or the store cannot be used safely: its data file or lock file was "
+    "removed or replaced under the running service. The description says which.",
+    507: "No room: the store is (nearly) full, map_size reached, or the disk holding "
+    "it is full. The description says which; existing models still answer.",
 }
 
 
@@ -174,13 +177,9 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
         "name": "limit",
         "in": "query",
         "required": False,
-        "description": "Most series on one page (empty: the default, 100).",
-        "schema": {
-            "anyOf": [
-                {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
-                {"type": "string", "maxLength": 0},
-            ]
-        },
+        "description": f"Most series on one page, 1 to {MAX_PAGE} (absent: 100; "
+        "empty or anything else: 400).",
+        "schema": {"type": "integer", "minimum": 1, "maximum": MAX_PAGE},
     }
     after_query = {
         "name": "after",
@@ -268,7 +267,7 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
                 "deleteSeries",
                 "Remove every version of a series; its version counter survives.",
                 _json(_ref("DeleteResponse"), "How many versions were removed."),
-                (400, 404),
+                (400, 404, 503, 507),
             ),
         },
         "/plot": {
@@ -298,8 +297,8 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
                 "healthcheck",
                 "Status, series trained, and inference and training latencies over "
                 "every worker since the service started.",
-                _json(_ref("Health"), "The service is up."),
-                (),
+                _json(_ref("Health"), "The service is up and its store readable."),
+                (503,),
                 open_route=True,
             )
         },
@@ -324,6 +323,8 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
             )
         },
     }
+    if token_required:
+        add_login_paths(paths)
     document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
@@ -331,10 +332,11 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
             "version": anomalyd.__version__,
             "summary": "Self-hosted anomaly detection for time series.",
             "description": (
-                "Every error carries the body ErrorBody. A method a route does not "
-                "have is answered 405 with an Allow header. Bodies are JSON (UTF-8); "
-                "fit and batch predict also take CSV (text/csv). Every POST body may "
-                "be sent with Content-Encoding: gzip."
+                "Every error carries the body ErrorBody. Every route with GET also "
+                "answers HEAD (GET's status and headers, no body). A method a route "
+                "does not have is answered 405 with an Allow header. Bodies are JSON "
+                "(UTF-8); fit and batch predict also take CSV (text/csv). Every POST "
+                "body may be sent with Content-Encoding: gzip."
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },

@@ -6,7 +6,8 @@ predict sent to it wait for a fit to end (tens of seconds measured). A request w
 body is over ``LARGE_BODY`` bytes (as announced by Content-Length, or once read or
 decompressed) takes one of ``max_large_requests`` slots of its worker for as long as it
 runs, its streamed answer included; with none free it is answered 503 with Retry-After
-at once, before its body is read, and the other threads stay free for small requests.
+at once (before its body is read, when the worker hands requests to the app before
+their bodies arrive), and the other threads stay free for small requests.
 """
 
 from __future__ import annotations

@@ -9,11 +9,15 @@ from anomalyd.store import Store
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
+# The timer starts once the request has fully arrived (the worker hands only
+# complete requests to the app): slow clients do not count as the service's time.
 _HISTOGRAM_HELP = {
-    "inference": "Time inside the service handling single-point predicts, in seconds.",
-    "batch_inference": "Time inside the service handling batch predicts, in seconds.",
-    "training": "Time inside the service handling fits, durable commit included, "
-    "in seconds.",
+    "inference": "Time inside the service handling single-point predicts, from the "
+    "request fully received, in seconds.",
+    "batch_inference": "Time inside the service handling batch predicts, from the "
+    "request fully received, in seconds.",
+    "training": "Time inside the service handling fits, from the request fully "
+    "received, durable commit included, in seconds.",
 }
 
 
