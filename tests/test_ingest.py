@@ -595,3 +595,24 @@ def test_decoding_in_pieces_answers_as_decoding_whole(
         assert ours[0] == whole[0] == "422 msgspec"
     else:
         assert ours == whole
+
+
+def test_decompressed_bytes_count_against_the_workers_body_budget(make_server):
+    """anomalyd.budget (max_inflight_bytes) bounds what gzip bodies grow into."""
+    s = make_server(
+        extra=["--max-inflight-bytes", str(3 << 20), "--max-body-bytes", str(8 << 20)]
+    )
+    gz = {"Content-Encoding": "gzip"}
+    # 4 MiB once decompressed (a few KiB sent): over the 3 MiB budget.
+    big = gzip.compress(b'{"timestamps": [' + b" " * (4 << 20) + b"1]}")
+    r = post_raw(s, "/fit/budget", big, **gz)
+    assert_error(r, 503, "max_inflight_bytes")
+    assert r.headers["Retry-After"] == "1"
+    # What the refused body had taken (2 MiB) was given back: 2.5 MiB bodies fit, on
+    # every worker (each on a new connection).
+    fits = gzip.compress(
+        b'{"timestamps": [1, 2, 3],' + b" " * (5 << 19) + b'"values": [1, 2, 4]}'
+    )
+    for _ in range(10):
+        r = requests.post(s.url + "/fit/budget", data=fits, headers=gz, timeout=30)
+        assert r.status_code == 200, r.text
