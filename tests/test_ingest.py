@@ -616,3 +616,21 @@ def test_decompressed_bytes_count_against_the_workers_body_budget(make_server):
     for _ in range(10):
         r = requests.post(s.url + "/fit/budget", data=fits, headers=gz, timeout=30)
         assert r.status_code == 200, r.text
+
+
+def test_refused_large_bodies_give_their_slot_back(make_server):
+    """A gzip body is known to be large only once decompressed: the slot it then
+    takes must come back when the body is refused, or the worker would answer every
+    later large request 503."""
+    s = make_server(extra=["--max-large-requests", "1"])
+    assert s.post("/fit/m", {"timestamps": [1, 2, 3], "values": [1, 2, 4]}).ok
+    gz = {"Content-Encoding": "gzip"}
+    bad = gzip.compress(b'{"timestamps": [1], "values": [' + b"1," * (1 << 20) + b"x]}")
+    good = gzip.compress(tiny_body(1 << 19))  # 2 MiB once decompressed: large
+    for path in ("/predict/m/batch", "/fit/m"):
+        for _ in range(6):  # each on a new connection: both workers are asked
+            r = requests.post(s.url + path, data=bad, headers=gz, timeout=60)
+            assert r.status_code == 400, r.text
+        for _ in range(6):
+            r = requests.post(s.url + path, data=good, headers=gz, timeout=60)
+            assert r.status_code == 200, r.text

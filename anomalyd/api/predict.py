@@ -67,42 +67,40 @@ class BatchPredictResource:
         check_series_id(series_id)
         held = self._large.enter(req.content_length)
         try:
-            held = self._judge(req, resp, series_id, held)
+            body = read_body(req, self._max_body, csv=True)
+            try:
+                # A gzip or chunked body is known to be large only once read.
+                held = held or self._large.enter(len(body))
+                values = self._values(req, body)
+            finally:
+                release(body)
+            del body
+            version, model = self._store.model(series_id, parse_version(req))
+            label = schemas.version_label(version)
+            if values.shape[0] <= ANSWER_PIECE:
+                anomalies, scores = model.judge_many(values)
+                resp.data = _encode(
+                    schemas.BatchPredictResponse(
+                        label, anomalies.tolist(), scores.tolist()
+                    )
+                )
+                return
+            # Sent as it is encoded (chunked transfer coding), piece by piece; the
+            # answer keeps the slot until it is sent.
+            resp.content_type = falcon.MEDIA_JSON
+            resp.stream = StreamedAnswer(
+                batch_answer(label, model, values), self._large.leave if held else None
+            )
+            held = False  # handed over to the answer
         finally:
-            if held:  # not handed over to the streamed answer
+            if held:
                 self._large.leave()
 
-    def _judge(self, req, resp, series_id: str, held: bool) -> bool:
-        """Answer; return whether the large-request slot is still this call's."""
-        body = read_body(req, self._max_body, csv=True)
-        try:
-            # A gzip or chunked body is known to be large only once read.
-            held = held or self._large.enter(len(body))
-            # The timestamps are checked, not kept: a verdict does not need them.
-            if media_type(req) == CSV:
-                _, values = csvbody.decode(body, 1, keep_timestamps=False)
-            else:
-                _, _, values = ingest.decode(
-                    body, batch_columns, 1, keep_timestamps=False
-                )
-        finally:
-            release(body)
-        del body
-        version, model = self._store.model(series_id, parse_version(req))
-        label = schemas.version_label(version)
-        if values.shape[0] <= ANSWER_PIECE:
-            anomalies, scores = model.judge_many(values)
-            resp.data = _encode(
-                schemas.BatchPredictResponse(label, anomalies.tolist(), scores.tolist())
-            )
-            return held
-        # Sent as it is encoded (chunked transfer coding), piece by piece; the
-        # answer keeps the slot until it is sent.
-        resp.content_type = falcon.MEDIA_JSON
-        resp.stream = StreamedAnswer(
-            batch_answer(label, model, values), self._large.leave if held else None
-        )
-        return False
+    def _values(self, req: falcon.Request, body: bytes | bytearray) -> np.ndarray:
+        # The timestamps are checked, not kept: a verdict does not need them.
+        if media_type(req) == CSV:
+            return csvbody.decode(body, 1, keep_timestamps=False)[1]
+        return ingest.decode(body, batch_columns, 1, keep_timestamps=False)[2]
 
 
 class StreamedAnswer:
