@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 
@@ -14,6 +15,7 @@ from anomalyd.api.dashboard import DashboardResource
 from anomalyd.api.docs import OpenAPIResource
 from anomalyd.api.fit import FitResource
 from anomalyd.api.health import HealthResource
+from anomalyd.api.large import SWITCH_INTERVAL, LargeRequests
 from anomalyd.api.login import LoginResource, LogoutResource
 from anomalyd.api.metrics import MetricsResource
 from anomalyd.api.plot import PlotResource
@@ -100,11 +102,15 @@ def create_app(
     app.req_options.strip_url_path_trailing_slash = False
     errors.install(app)
     max_body = settings.max_body_bytes
+    large = LargeRequests(large_slots(settings))
     app.add_route(
-        "/fit/{series_id}", FitResource(store, settings.min_points, max_body, clock)
+        "/fit/{series_id}",
+        FitResource(store, settings.min_points, max_body, clock, large),
     )
     app.add_route("/predict/{series_id}", PredictResource(store, max_body))
-    app.add_route("/predict/{series_id}/batch", BatchPredictResource(store, max_body))
+    app.add_route(
+        "/predict/{series_id}/batch", BatchPredictResource(store, max_body, large)
+    )
     app.add_route("/series", SeriesCollection(store))
     app.add_route("/series/{series_id}", SeriesItem(store))
     app.add_route("/healthcheck", HealthResource(store, stats))
@@ -118,6 +124,13 @@ def create_app(
     if sessions is not None:
         add_login_routes(app, settings.api_token, sessions)
     return app
+
+
+def large_slots(settings: Settings) -> int:
+    """Large requests a worker runs at once: one thread always stays for the rest."""
+    if settings.max_large_requests == 0:
+        return 0
+    return max(1, min(settings.max_large_requests, settings.threads - 1))
 
 
 def browser_sessions(settings: Settings, clock: Callable[[], float]) -> Sessions | None:
@@ -145,6 +158,7 @@ def get_app(settings: Settings, stats: Stats, **store_checks) -> falcon.App:
     ``store_checks`` (``lock_file``, ``on_fatal``) come from the master: see
     ``anomalyd.store.base``.
     """
+    sys.setswitchinterval(SWITCH_INTERVAL)  # small requests behind large ones
     store = Store(
         os.path.abspath(settings.data_dir),
         map_size=settings.map_size,

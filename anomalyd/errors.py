@@ -7,6 +7,7 @@ import logging
 import falcon
 import msgspec
 
+from anomalyd.csvbody import MalformedBody
 from anomalyd.detectors import InvalidInput, InvalidTrainingData
 from anomalyd.store import (
     CorruptRecord,
@@ -25,6 +26,7 @@ _DEFAULT_DESCRIPTIONS = {
     405: "method not allowed on this route; the Allow header lists those that are",
     411: "a Content-Length header or a chunked body is required",
     415: "the body must be JSON (Content-Type: application/json)",
+    503: "the service is busy: retry shortly",
     500: "an internal error; it was logged",
 }
 
@@ -83,6 +85,10 @@ def _decode_error(req, resp, exc, params):
     raise BadRequest(f"the body is not valid JSON: {exc}")
 
 
+def _malformed(req, resp, exc, params):
+    raise BadRequest(str(exc))
+
+
 def install(app: falcon.App) -> None:
     app.set_error_serializer(_serialize)
     app.add_error_handler(msgspec.DecodeError, _decode_error)
@@ -91,3 +97,4 @@ def install(app: falcon.App) -> None:
     app.add_error_handler(StoreUnavailable, _unavailable)
     app.add_error_handler(CorruptRecord, _corrupt)
     app.add_error_handler((InvalidTrainingData, InvalidInput), _invalid)
+    app.add_error_handler(MalformedBody, _malformed)

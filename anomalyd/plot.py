@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import math
 
 import numpy as np
 import pygal
@@ -73,21 +74,68 @@ def reduce_extremes(
     buckets = max(1, (max_points - 2) // 2)
     size = -(-n // buckets)  # ceil
     buckets = -(-n // size)
-    # Pad the last bucket with its last value: an index past the end clips back to n-1,
-    # which has that same value.
-    padded = np.empty(buckets * size, dtype=values.dtype)
-    padded[:n] = values
-    padded[n:] = values[-1]
-    grid = padded.reshape(buckets, size)
-    base = np.arange(buckets) * size
-    lows = base + np.argmin(grid, axis=1)
-    highs = base + np.argmax(grid, axis=1)
-    keep = np.concatenate(([0, n - 1], lows, highs))
-    return np.unique(np.minimum(keep, n - 1))
+    # The full buckets as a view (no copy of the values: this runs at fit time on up
+    # to 16.7M points), the last, shorter one on its own.
+    full = n // size
+    grid = values[: full * size].reshape(full, size)
+    base = np.arange(full) * size
+    parts = [[0, n - 1], base + np.argmin(grid, axis=1), base + np.argmax(grid, axis=1)]
+    if full * size < n:
+        tail = values[full * size :]
+        parts.append([full * size + np.argmin(tail), full * size + np.argmax(tail)])
+    return np.unique(np.concatenate(parts))
+
+
+# A bound farther than this many data spans beyond the data is drawn at that distance
+# (the chart's edge) and named "off the chart": drawn where it is, it would flatten the
+# data into a line, and past about 1e154 pygal's axis computation overflows.
+OFF_CHART_SPANS = 2.0
+# Beyond these magnitudes the drawing is scaled by a power of ten (labels keep the true
+# values): pygal's tick arithmetic overflows on numbers near the float range.
+SAFE_MAGNITUDE = (1e-100, 1e100)
+
+
+def placed_bounds(model: Model, values: np.ndarray) -> list[tuple[str, float, float]]:
+    """``(legend name, true bound, where it is drawn)`` for each bound of ``model``."""
+    lo = min(float(values.min()), model.center)
+    hi = max(float(values.max()), model.center)
+    with np.errstate(over="ignore"):
+        span = hi - lo
+    placed = []
+    for name, bound in ((UPPER, model.upper), (LOWER, model.lower)):
+        if bound is None:
+            continue
+        edge = (
+            hi + OFF_CHART_SPANS * span
+            if name == UPPER
+            else lo - OFF_CHART_SPANS * span
+        )
+        beyond = bound > edge if name == UPPER else bound < edge
+        if math.isfinite(edge) and span > 0 and beyond:
+            placed.append((f"{name} ({_fmt(bound)}, off the chart)", bound, edge))
+        else:
+            placed.append((name, bound, bound))
+    return placed
+
+
+def drawing_scale(*magnitudes: float) -> int:
+    """The power of ten the drawn values are divided by (0 when none is needed)."""
+    largest = max(abs(m) for m in magnitudes)
+    low, high = SAFE_MAGNITUDE
+    if largest == 0 or low <= largest <= high:
+        return 0
+    return math.floor(math.log10(largest))
 
 
 def _fmt(value: float | None) -> str:
     return "none" if value is None else f"{value:.6g}"
+
+
+def _scaled_label(exponent: int):
+    """Axis labels of values drawn divided by ``10**exponent``: the true values."""
+    if exponent == 0:
+        return lambda y: f"{y:.6g}"
+    return lambda y: "0" if y == 0 else f"{y:.4g}e{exponent:+d}"
 
 
 def _label(x: dt.datetime) -> str:
@@ -157,13 +205,23 @@ def render_drawing(
     """The SVG document (UTF-8 bytes) of one version's drawing and model."""
     n, beyond = drawing.points, drawing.beyond
     line_timestamps, line_values = drawing.line_timestamps, drawing.line_values
-    bounds = [
-        (name, bound)
-        for name, bound in ((UPPER, model.upper), (LOWER, model.lower))
-        if bound is not None
-    ]
+    # The line keeps every extreme: its range is the data's.
+    bounds = placed_bounds(model, line_values)
+    exponent = drawing_scale(
+        float(line_values.min()),
+        float(line_values.max()),
+        *(at for _, _, at in bounds),
+    )
+    # In two steps: 10**324 (for subnormal values) is past the float range.
+    half = exponent // 2
+    factors = (10.0**-half, 10.0 ** -(exponent - half))
+
+    def scaled(y):
+        return y * factors[0] * factors[1]
+
     # pygal colours series by the order they are added.
-    order = [TRAINING, CENTER, *(name for name, _ in bounds), BEYOND]
+    order = [TRAINING, CENTER, *(name for name, _, _ in bounds), BEYOND]
+    colours = [COLOURS[name.split(" (")[0]] for name in order]
 
     # A fixed id (pygal picks a random one) and no dated comment: the same version
     # always renders to the same bytes, which its strong ETag promises.
@@ -171,7 +229,7 @@ def render_drawing(
         f"{series_id}\0{version}".encode(), digest_size=8
     ).hexdigest()
     chart = pygal.DateTimeLine(
-        style=Style(colors=tuple(COLOURS[name] for name in order), **_STYLE),
+        style=Style(colors=tuple(colours), **_STYLE),
         width=width,
         height=height,
         title=title_text(series_id, version, model, n, len(line_values), beyond),
@@ -188,6 +246,7 @@ def render_drawing(
             ),
         ],
         x_value_formatter=_label,
+        value_formatter=_scaled_label(exponent),
         x_label_rotation=20,
         truncate_label=-1,
         truncate_legend=-1,
@@ -204,25 +263,31 @@ def render_drawing(
     xs = line_timestamps.tolist()
     chart.add(
         TRAINING,
-        list(zip(xs, line_values.tolist())),
+        list(zip(xs, scaled(line_values).tolist())),
         show_dots=False,
     )
     ends = [int(line_timestamps[0]), int(line_timestamps[-1])]
+    center = scaled(model.center)
     chart.add(
         CENTER,
-        [(ends[0], model.center), (ends[1], model.center)],
+        [(ends[0], center), (ends[1], center)],
         show_dots=False,
         stroke_style={"dasharray": "8, 5"},
     )
-    for name, bound in bounds:
+    for name, _, at in bounds:
         chart.add(
             name,
-            [(ends[0], bound), (ends[1], bound)],
+            [(ends[0], scaled(at)), (ends[1], scaled(at))],
             show_dots=False,
         )
     chart.add(
         BEYOND,
-        list(zip(drawing.marked_timestamps.tolist(), drawing.marked_values.tolist())),
+        list(
+            zip(
+                drawing.marked_timestamps.tolist(),
+                scaled(drawing.marked_values).tolist(),
+            )
+        ),
         stroke=False,
     )
     return chart.render()

@@ -13,14 +13,16 @@ from typing import Annotated
 import msgspec
 
 from anomalyd.detectors import DetectorParams, Direction, Kind
+from anomalyd.timestamps import MAX_TIMESTAMP, TimestampIn, seconds
 
-# Unix seconds up to the end of year 9999, so every timestamp is also a valid date.
-MAX_TIMESTAMP = 253402300799
+__all__ = ["MAX_TIMESTAMP", "TimestampIn"]
 SERIES_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,200}$"
 SERIES_ID_RE = re.compile(SERIES_ID_PATTERN)
 VERSION_RE = re.compile(r"^v?([1-9][0-9]{0,9})$")
 
-Timestamp = Annotated[int, msgspec.Meta(ge=0, le=MAX_TIMESTAMP)]
+# Unix seconds as an integer, a number with a fraction, or a string of digits; or an
+# ISO-8601 date-time string (see anomalyd.timestamps).
+Timestamp = TimestampIn
 SeriesId = Annotated[str, msgspec.Meta(pattern=SERIES_ID_PATTERN)]
 VersionLabel = Annotated[str, msgspec.Meta(pattern=r"^v[1-9][0-9]*$")]
 
@@ -37,8 +39,7 @@ class BatchPredictRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PredictRequest(msgspec.Struct, forbid_unknown_fields=True, gc=False):
-    # Unix seconds as an integer or a string of digits, or an ISO-8601 date-time.
-    timestamp: int | str
+    timestamp: Timestamp
     value: float
 
 
@@ -119,26 +120,10 @@ batch_decoder = msgspec.json.Decoder(BatchPredictRequest)
 encoder = msgspec.json.Encoder()
 
 
-def parse_timestamp(raw: int | str) -> int:
-    """Unix seconds from an int, a string of digits or an ISO-8601 date-time."""
-    if isinstance(raw, int):
-        seconds = raw
-    elif raw.isascii() and raw.isdigit():
-        seconds = int(raw)
-    else:
-        try:
-            moment = dt.datetime.fromisoformat(raw)
-        except ValueError:
-            raise ValueError(
-                "$.timestamp must be Unix seconds or an ISO-8601 date-time, "
-                f"got {raw[:40]!r}"
-            ) from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=dt.UTC)
-        seconds = int(moment.timestamp())
-    if not 0 <= seconds <= MAX_TIMESTAMP:
-        raise ValueError(f"$.timestamp must be between 0 and {MAX_TIMESTAMP}")
-    return seconds
+def parse_timestamp(raw: float | str) -> int:
+    """Unix seconds (floored) from any accepted timestamp form; ValueError naming
+    ``$.timestamp`` when it is none of them (see anomalyd.timestamps)."""
+    return seconds(raw)
 
 
 def version_label(version: int) -> str:

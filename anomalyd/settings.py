@@ -48,6 +48,7 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     write_threads: Annotated[int, msgspec.Meta(ge=1, le=64)] = 4
     max_inflight_bytes: Annotated[int, msgspec.Meta(ge=MiB, le=64 * GiB)] = 128 * MiB
     access_log: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    max_large_requests: Annotated[int, msgspec.Meta(ge=0, le=64)] = 1
 
     def __post_init__(self) -> None:
         # A ValueError here is a ValidationError of msgspec.convert, message unchanged.
@@ -90,6 +91,10 @@ HELP: dict[str, str] = {
         "most bytes of request bodies a worker holds in memory at once (503 beyond)"
     ),
     "access_log": "access log: '-' for stderr (the journal), or a file; off if unset",
+    "max_large_requests": (
+        "requests with a body over 1 MiB one worker runs at once (at most threads "
+        "- 1); more get 503 with Retry-After. 0: no limit"
+    ),
 }
 
 

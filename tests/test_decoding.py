@@ -3,7 +3,8 @@
 import msgspec
 import pytest
 
-from anomalyd import schemas
+from anomalyd import ingest, schemas
+from anomalyd.api.fit import fit_columns
 
 
 def test_fit_request_decodes_with_default_detector():
@@ -38,12 +39,26 @@ def test_fit_request_decodes_with_default_detector():
             b'{"timestamps": [1], "values": [1], "detector": {"direction": 1}}',
             r"\$.detector.direction",
         ),
-        (b'{"timestamps": [1.5], "values": [1]}', r"\$.timestamps\[0\]"),
+        (
+            b'{"timestamps": [true], "values": [1]}',
+            r"Expected `int \| float \| str`, got `bool` - at `\$.timestamps\[0\]`",
+        ),
+        (
+            b'{"timestamps": [-0.5], "values": [1]}',
+            r"Expected `float` >= 0.0 - at `\$.timestamps\[0\]`",
+        ),
+        (b'{"timestamps": 5, "values": [1]}', r"got `int` - at `\$.timestamps`$"),
     ],
 )
-def test_fit_validation_errors_name_the_path(body, message):
+@pytest.mark.parametrize("how", ["documented type", "ingest"])
+def test_fit_validation_errors_name_the_path(body, message, how):
+    # The service decodes with anomalyd.ingest; its errors are those of the type
+    # /openapi.json documents, decoded whole.
     with pytest.raises(msgspec.ValidationError, match=message):
-        schemas.fit_decoder.decode(body)
+        if how == "ingest":
+            ingest.decode(body, fit_columns, 1)
+        else:
+            schemas.fit_decoder.decode(body)
 
 
 @pytest.mark.parametrize("body", [b"", b"{", b"NaN", b'{"values": [NaN]}', b"nope"])
@@ -78,3 +93,47 @@ def test_predict_needs_both_fields():
         schemas.predict_decoder.decode(b'{"timestamp": 1}')
     with pytest.raises(msgspec.ValidationError, match=r"\$.timestamp"):
         schemas.predict_decoder.decode(b'{"timestamp": [1], "value": 1}')
+
+
+@pytest.mark.parametrize(
+    "raw, seconds",
+    [
+        (1694336640.999, 1694336640),  # float seconds: the fraction is cut
+        ("1694336640.5", 1694336640),
+        ("2023-09-10T09:04:00.999999Z", 1694336640),
+        (0.0, 0),
+        (253402300799.99, 253402300799),
+        ("9999-12-31T23:59:59Z", 253402300799),
+    ],
+)
+def test_every_form_is_floored_to_whole_seconds(raw, seconds):
+    assert schemas.parse_timestamp(raw) == seconds
+
+
+@pytest.mark.parametrize(
+    "raw", [-0.5, 253402300800.0, " 12", "1_0", "1.", ".5", "1e9", "0001-01-01"]
+)
+def test_forms_outside_the_rules_are_refused(raw):
+    with pytest.raises(ValueError, match=r"\$.timestamp"):
+        schemas.parse_timestamp(raw)
+
+
+def test_pieces_cut_inside_strings_keep_msgspec_errors(monkeypatch):
+    # Pieces of a few bytes: every cut lands inside some element.
+    monkeypatch.setattr(ingest, "CHUNK_BYTES", 3)
+    body = (
+        b'{"timestamps": [1, "2023-09-10 09:04:00", "a,b,c", 4], "values": [1,2,3,4]}'
+    )
+    with pytest.raises(ValueError, match=r"\$.timestamps\[2\] must be .* 'a,b,c'"):
+        ingest.decode(body, fit_columns, 1)
+    body = b'{"timestamps": [1, 2, 3], "values": [1, 2, "x,\\",y"]}'
+    with pytest.raises(
+        msgspec.ValidationError, match=r"got `str` - at `\$.values\[2\]`"
+    ):
+        ingest.decode(body, fit_columns, 1)
+    _, stamps, values = ingest.decode(
+        b'{"values": [1.5, 2, 3e2], "timestamps": ["7", 8.9, "1970-01-01 00:00:09"]}',
+        fit_columns,
+        1,
+    )
+    assert stamps.tolist() == [7, 8, 9] and values.tolist() == [1.5, 2.0, 300.0]

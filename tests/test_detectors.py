@@ -109,3 +109,26 @@ def test_non_finite_value_is_named_by_index():
 def test_overflowing_statistics_are_refused():
     with pytest.raises(InvalidTrainingData, match="overflow"):
         fit(np.array([1e308, -1e308, 1e308]), DetectorParams())
+
+
+@pytest.mark.parametrize(
+    "values", [[0.1, 0.1, 0.1], [1 / 3] * 7, [1e-300] * 4, [-0.0, 0.0, 0.0]]
+)
+def test_equal_values_are_refused_whatever_their_rounding(values):
+    # numpy.std([0.1, 0.1, 0.1]) is 1.39e-17, not 0: the spread is not the test.
+    assert np.std(np.array([0.1, 0.1, 0.1])) > 0
+    with pytest.raises(InvalidTrainingData, match=r"all equal.*deviation is 0"):
+        fit(np.array(values), DetectorParams())
+
+
+def test_robust_refuses_more_than_half_equal_to_the_median():
+    with pytest.raises(InvalidTrainingData, match="3 of 5 equal the median 0.1"):
+        fit(np.array([0.1, 0.1, 0.1, 0.2, 0.7]), DetectorParams(kind="robust"))
+    # Exactly half equal: the MAD is not 0, the model is trained.
+    model = fit(np.array([0.1, 0.1, 0.2, 0.7]), DetectorParams(kind="robust"))
+    assert model.scale > 0
+
+
+def test_a_spread_that_rounds_to_zero_is_refused():
+    with pytest.raises(InvalidTrainingData, match="spread rounds to 0"):
+        fit(np.array([0.0, 5e-324, 0.0]), DetectorParams())

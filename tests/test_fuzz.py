@@ -23,8 +23,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from anomalyd import detectors, schemas
-from anomalyd.api.fit import decode_training_data
+from anomalyd import detectors, ingest, schemas
+from anomalyd.api.fit import fit_columns
 from anomalyd.detectors import InvalidInput, InvalidTrainingData
 
 # Errors that errors.install maps to 4xx: DecodeError 400 (ValidationError 422),
@@ -102,7 +102,7 @@ def test_any_fit_json_is_trained_on_correctly_or_refused(document):
     # json.dumps writes NaN/Infinity literals: not JSON, so they must be refused (400).
     body = json.dumps(document).encode()
     try:
-        request, _, values = decode_training_data(body, schemas.fit_decoder, 3)
+        request, _, values = ingest.decode(body, fit_columns, 3)
         model = detectors.fit(values, request.detector)
     except REFUSED:
         return
@@ -129,7 +129,7 @@ def test_any_fit_json_is_trained_on_correctly_or_refused(document):
 @given(st.binary(max_size=64) | st.text(max_size=64).map(str.encode))
 def test_any_bytes_decode_or_are_refused(body):
     try:
-        decode_training_data(body, schemas.fit_decoder, 3)
+        ingest.decode(body, fit_columns, 3)
     except REFUSED:
         pass
 

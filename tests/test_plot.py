@@ -178,3 +178,28 @@ def test_etag_names_the_model_not_only_the_version():
     assert plot_etag("s", 1, a) == plot_etag("s", 1, a)
     assert len({plot_etag("s", 1, a), plot_etag("s", 1, b), plot_etag("s", 2, a)}) == 3
     assert re.fullmatch(r"v1-[0-9a-f]{24}", plot_etag("s", 1, a))
+
+
+def test_far_bounds_are_drawn_at_the_edge_and_named():
+    values = np.array([1.0, 2.0, 4.0, 3.0])
+    model = fit(values, DetectorParams(k=1e200, direction="both"))
+    (upper, upper_true, upper_at), (lower, _, lower_at) = plot.placed_bounds(
+        model, values
+    )
+    assert upper_true == model.upper and upper_at == 4.0 + 2 * 3.0
+    assert lower_at == 1.0 - 2 * 3.0
+    assert upper == f"{plot.UPPER} ({model.upper:.6g}, off the chart)"
+    svg = plot.render_svg("s", 1, model, 1_700_000_000 + np.arange(4), values)
+    assert legend(parse(svg))[2:4] == [upper, lower]
+    # A bound within reach is drawn where it is.
+    near = fit(values, DetectorParams(k=1.0))
+    assert plot.placed_bounds(near, values) == [(plot.UPPER, near.upper, near.upper)]
+
+
+def test_values_near_the_float_range_are_drawn_scaled():
+    values = np.array([1e300, -1e300, 5e299, 2e300])
+    assert plot.drawing_scale(*values) == 300
+    assert plot.drawing_scale(1.0, 250.0) == 0
+    model = fit(values, DetectorParams(kind="robust"))
+    svg = plot.render_svg("s", 1, model, 1_700_000_000 + np.arange(4), values)
+    assert b"e+300" in svg  # the axis labels give the true values

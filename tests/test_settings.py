@@ -183,6 +183,7 @@ BAD_VALUES = {
         "of bytes from 1048576 (1 MiB) to 68719476736 (64 GiB)",
     ),
     "access_log": ("", "a non-empty string"),
+    "max_large_requests": (-1, "a whole number from 0 to 64"),
 }
 
 

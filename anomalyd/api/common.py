@@ -5,57 +5,10 @@ from __future__ import annotations
 import falcon
 import msgspec
 
+from anomalyd.api.body import read_body  # noqa: F401 - importable from here too
 from anomalyd.detectors import MAD_TO_SIGMA, Model
 from anomalyd.errors import BadRequest
 from anomalyd.schemas import SERIES_ID_RE, VERSION_RE, ModelOut
-
-_CHUNK = 256 * 1024
-
-
-def read_body(req: falcon.Request, limit: int) -> bytes:
-    """The whole body, or 413 once it is known to exceed ``limit`` bytes."""
-    length = req.content_length
-    if length is not None and length > limit:
-        raise falcon.HTTPContentTooLarge(
-            title="Body too large",
-            description=f"the body has {length} bytes; max_body_bytes is {limit}",
-        )
-    try:
-        if length is not None:
-            return req.bounded_stream.read(length)
-        return _read_chunked(req.stream, limit)
-    except OSError:
-        # The client stalled past the timeout setting or hung up mid-body.
-        raise falcon.HTTPError(
-            falcon.HTTP_408,
-            title="Request timeout",
-            description="the body did not arrive in time (the timeout setting)",
-        ) from None
-    except falcon.HTTPError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - the server's reader's own error types
-        # The server's reader refused the framing (a malformed chunk, for one).
-        raise BadRequest(f"the body could not be read: {exc}") from None
-
-
-def _read_chunked(stream, limit: int) -> bytes:
-    # A chunked body has no Content-Length (Falcon's bounded_stream would read it as
-    # empty): read the server's stream in pieces and stop as soon as it is too large.
-    # gunicorn then drains at most 64 KiB of the rest before closing the connection.
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = stream.read(min(_CHUNK, limit + 1 - size))
-        if not chunk:
-            return b"".join(chunks)
-        size += len(chunk)
-        if size > limit:
-            raise falcon.HTTPContentTooLarge(
-                title="Body too large",
-                description=f"the body is larger than max_body_bytes ({limit} bytes)",
-            )
-        chunks.append(chunk)
-
 
 # Every pattern that validates input is applied with fullmatch: the patterns end in
 # "$", which re.match also accepts before a final newline ("abc\n").

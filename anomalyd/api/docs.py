@@ -17,6 +17,11 @@ import msgspec
 import anomalyd
 from anomalyd import schemas
 from anomalyd.api.common import MAX_PAGE
+from anomalyd.api.docs_bodies import (
+    CSV_BODY,
+    add_checks_made_after_decoding,
+    detector_query,
+)
 from anomalyd.api.health import Health
 from anomalyd.api.login_docs import add_login_paths
 from anomalyd.api.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
@@ -67,13 +72,17 @@ _ERRORS = {
     "configured).",
     404: "Unknown series, or a version the series does not have (the description "
     "says which); or a path that names no route.",
-    413: "The body is larger than max_body_bytes.",
+    413: "The body is larger than max_body_bytes (once decompressed, for a gzip body).",
+    415: "A Content-Type or Content-Encoding the route does not take (JSON, CSV "
+    "where stated; gzip or identity). The description says which.",
     422: "JSON that does not fit: a wrong type, a missing or unknown field (with its "
     "path, such as $.values[2]); or data that cannot be trained on or judged: "
     "timestamps and values of different lengths, a value not finite, all values "
     "equal (no spread), a timestamp out of range. The description says which.",
-    503: "The store cannot be used safely: its data file or lock file was removed "
-    "or replaced under the running service. The description says which.",
+    503: "The worker already runs max_large_requests requests with bodies over "
+    "1 MiB, or its memory for request bodies is in use (retry after the Retry-After "
+    "seconds); or the store cannot be used safely: its data file or lock file was "
+    "removed or replaced under the running service. The description says which.",
     507: "No room: the store is (nearly) full, map_size reached, or the disk holding "
     "it is full. The description says which; existing models still answer.",
 }
@@ -108,6 +117,7 @@ def _operation(
     *,
     parameters: list[dict[str, Any]] | None = None,
     body: str | None = None,
+    csv: bool = False,
     open_route: bool = False,
     extra: dict[int, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
@@ -126,45 +136,25 @@ def _operation(
     if parameters:
         operation["parameters"] = parameters
     if body is not None:
+        content: dict[str, Any] = {"application/json": {"schema": _ref(body)}}
+        if csv:
+            content["text/csv"] = {"schema": CSV_BODY}
         operation["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": _ref(body)}},
+            "description": "May be sent with Content-Encoding: gzip; "
+            "max_body_bytes bounds it once decompressed.",
+            "content": content,
         }
     if open_route:
         operation["security"] = []
     return operation
 
 
-def _add_checks_made_after_decoding(
-    components: dict[str, Any], min_points: int
-) -> None:
-    """Constraints the responders check once msgspec has decoded a body (422 when not
-    met), added to msgspec's schemas so that the document promises no more than the
-    service accepts. Equal lengths, finite values and a non-zero spread cannot be said
-    in JSON Schema; the 422 description names them."""
-    fit = components["FitRequest"]["properties"]
-    batch = components["BatchPredictRequest"]["properties"]
-    for field in ("timestamps", "values"):
-        fit[field]["minItems"] = min_points
-        batch[field]["minItems"] = 1
-    components["DetectorParams"]["properties"]["k"]["exclusiveMinimum"] = 0
-    timestamp = components["PredictRequest"]["properties"]["timestamp"]
-    timestamp["anyOf"] = [
-        {"type": "integer", "minimum": 0, "maximum": schemas.MAX_TIMESTAMP},
-        {"type": "string", "pattern": "^[0-9]{1,12}$"},
-        {"type": "string", "format": "date-time"},
-    ]
-    timestamp["description"] = (
-        "Unix seconds (an integer or a string of digits) or an ISO-8601 date-time "
-        "(UTC when it has no offset)."
-    )
-
-
 def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
     """The OpenAPI 3.1 document of a service with these settings: ``token_required``
     when an api_token is configured, ``min_points`` the fewest points a fit takes."""
     _, components = msgspec.json.schema_components(_BODY_TYPES, ref_template=_REF)
-    _add_checks_made_after_decoding(components, min_points)
+    add_checks_made_after_decoding(components, min_points)
     components["ServiceDescription"] = _SERVICE_DESCRIPTION
     series_id_schema = msgspec.json.schema(schemas.SeriesId)
     version_schema = {"type": "string", "pattern": schemas.VERSION_RE.pattern}
@@ -227,8 +217,10 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
                 "fit",
                 "Train a new version of a series; answered after a durable commit.",
                 _json(_ref("FitResponse"), "The new version and its model."),
-                (400, 404, 413, 422, 503, 507),
+                (400, 404, 413, 415, 422, 503, 507),
+                parameters=detector_query(),
                 body="FitRequest",
+                csv=True,
             ),
         },
         "/predict/{series_id}": {
@@ -237,7 +229,7 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
                 "predict",
                 "Judge one point against a version (default: the latest).",
                 _json(_ref("PredictResponse"), "The verdict."),
-                (400, 404, 413, 422),
+                (400, 404, 413, 415, 422, 503),
                 parameters=[version_query],
                 body="PredictRequest",
             ),
@@ -248,9 +240,10 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
                 "predictBatch",
                 "Judge many points against a version, in request order.",
                 _json(_ref("BatchPredictResponse"), "One verdict per point."),
-                (400, 404, 413, 422),
+                (400, 404, 413, 415, 422, 503),
                 parameters=[version_query],
                 body="BatchPredictRequest",
+                csv=True,
             ),
         },
         "/series": {
@@ -342,7 +335,8 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
                 "Every error carries the body ErrorBody. Every route with GET also "
                 "answers HEAD (GET's status and headers, no body). A method a route "
                 "does not have is answered 405 with an Allow header. Bodies are JSON "
-                "(UTF-8)."
+                "(UTF-8); fit and batch predict also take CSV (text/csv). Every POST "
+                "body may be sent with Content-Encoding: gzip."
             ),
             "license": {"name": "MIT", "identifier": "MIT"},
         },

@@ -30,6 +30,7 @@ from anomalyd.store.schema import (
     SERIES,
     VersionRecord,
     decode_record,
+    points_blob,
     record_encoder,
     version_key,
 )
@@ -108,19 +109,16 @@ class Store(StoreBase):
         writes, so the single LMDB writer is held briefly and versions come out unique
         and consecutive.
         """
-        order = np.argsort(timestamps, kind="stable")
-        timestamps, values = timestamps[order], values[order]
+        blob = points_blob(timestamps, values)
         n = int(values.shape[0])
-        blob = (
-            timestamps.astype("<i8", copy=False).tobytes()
-            + values.astype("<f8", copy=False).tobytes()
-        )
+        # The sorted points, as views of the record: no copies of them.
+        timestamps, values = blob[:n], blob.view("<f8")[n:]
         drawing = None
         if self._drawer is not None and n > DRAWN_FROM_DATA:
             drawing = self._drawer(model, timestamps, values).encode()
         record = record_encoder.encode(VersionRecord(model, n, created_at))
         key = series_id.encode()
-        need = len(blob) + len(record) + len(drawing or b"")
+        need = blob.nbytes + len(record) + len(drawing or b"")
         with self.write(need_bytes=need) as txn:
             raw = txn.get(key, db=self._series)
             if raw is not None:
