@@ -19,6 +19,7 @@ from anomalyd.api.plot import PlotResource
 from anomalyd.api.predict import BatchPredictResource, PredictResource
 from anomalyd.api.series import SeriesCollection, SeriesItem
 from anomalyd.auth import BearerAuth
+from anomalyd.plot import drawing_of
 from anomalyd.settings import Settings
 from anomalyd.stats import Stats, counter_of, histogram_of
 from anomalyd.store import Store
@@ -99,12 +100,18 @@ def max_readers(settings: Settings) -> int:
     return max(126, 2 * settings.workers * settings.threads + 32)
 
 
-def get_app(settings: Settings, stats: Stats) -> falcon.App:
-    """Build the real parts inside a worker (after fork) and the app around them."""
+def get_app(settings: Settings, stats: Stats, **store_checks) -> falcon.App:
+    """Build the real parts inside a worker (after fork) and the app around them.
+
+    ``store_checks`` (``lock_file``, ``on_fatal``) come from the master: see
+    ``anomalyd.store.base``.
+    """
     store = Store(
         os.path.abspath(settings.data_dir),
         map_size=settings.map_size,
         max_readers=max_readers(settings),
         lru_size=settings.lru_size,
+        drawer=drawing_of,
+        **store_checks,
     )
     return create_app(settings, store, stats)

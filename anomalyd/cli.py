@@ -1,4 +1,4 @@
-"""``anomalyd serve | check-config | backup DEST | --version``."""
+"""``anomalyd serve | check-config | backup DEST | restore BACKUP | --version``."""
 
 from __future__ import annotations
 
@@ -26,7 +26,18 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check-config", help="print the effective settings")
     backup = commands.add_parser("backup", help="copy the store, compacted, to DEST")
     backup.add_argument("dest", metavar="DEST", help="directory to write the copy into")
-    for command in (serve, check, backup):
+    restore = commands.add_parser(
+        "restore",
+        help="roll the store in --data-dir back to BACKUP (service stopped); "
+        "version labels are never reused",
+    )
+    restore.add_argument(
+        "backup", metavar="BACKUP", help="a backup directory (or its data.mdb)"
+    )
+    restore.add_argument(
+        "--yes", action="store_true", help="do it (without: only say what it would do)"
+    )
+    for command in (serve, check, backup, restore):
         command.add_argument("--config", metavar="FILE", help="TOML settings file")
         for field in Settings.__struct_fields__:
             command.add_argument(flag_name(field), dest=field, help=HELP[field])
@@ -77,8 +88,28 @@ def main(argv: list[str] | None = None) -> int:
             print(f"anomalyd: {exc}", file=sys.stderr)
             return 1
         return 0
+    if args.command == "restore":
+        from anomalyd.restore import RestoreError, restore
+
+        try:
+            return restore(
+                args.backup,
+                os.path.abspath(found.data_dir),
+                found.map_size,
+                args.yes,
+                sys.stdout,
+            )
+        except RestoreError as exc:
+            print(f"anomalyd: {exc}", file=sys.stderr)
+            return 1
     from anomalyd.server import Service
+    from anomalyd.supervise import StartupError
 
     warn_if_open(found, found.api_token)
-    Service(found).run()
+    try:
+        service = Service(found)
+    except StartupError as exc:
+        print(f"anomalyd: {exc}", file=sys.stderr)
+        return 1
+    service.run()
     return 0

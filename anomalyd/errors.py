@@ -8,7 +8,13 @@ import falcon
 import msgspec
 
 from anomalyd.detectors import InvalidInput, InvalidTrainingData
-from anomalyd.store import CorruptRecord, SeriesNotFound, StoreFull, VersionNotFound
+from anomalyd.store import (
+    CorruptRecord,
+    SeriesNotFound,
+    StoreFull,
+    StoreUnavailable,
+    VersionNotFound,
+)
 
 _encode = msgspec.json.Encoder().encode
 log = logging.getLogger("anomalyd")
@@ -53,6 +59,13 @@ def _store_full(req, resp, exc, params):
     )
 
 
+def _unavailable(req, resp, exc, params):
+    # The store logged it (loudly, once) where it found it.
+    raise falcon.HTTPServiceUnavailable(
+        title="Store unavailable", description=str(exc), retry_after=None
+    )
+
+
 def _corrupt(req, resp, exc, params):
     log.error("%s", exc)
     raise falcon.HTTPInternalServerError(title="Corrupt record", description=str(exc))
@@ -75,5 +88,6 @@ def install(app: falcon.App) -> None:
     app.add_error_handler(msgspec.DecodeError, _decode_error)
     app.add_error_handler((SeriesNotFound, VersionNotFound), _not_found)
     app.add_error_handler(StoreFull, _store_full)
+    app.add_error_handler(StoreUnavailable, _unavailable)
     app.add_error_handler(CorruptRecord, _corrupt)
     app.add_error_handler((InvalidTrainingData, InvalidInput), _invalid)

@@ -1,8 +1,10 @@
 """Drawing a version: point reduction that keeps every extreme, and pygal rendering.
 
-No HTTP here. ``render_svg`` takes a version's training data (sorted by timestamp, as the
-store keeps it) and its model, and returns a self-contained SVG document: no script or
-stylesheet is fetched from outside, so it opens offline and under a strict CSP.
+No HTTP here. ``drawing_of`` reduces a version's training data (sorted by timestamp, as
+the store keeps it) to what is drawn, a few thousand points whatever its size; the fit
+stores that (``anomalyd.store.drawings``). ``render_drawing`` takes a drawing and the
+model (``render_svg`` the training data) and returns a self-contained SVG document: no script or stylesheet is fetched from
+outside, so it opens offline and under a strict CSP.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pygal
 from pygal.style import Style
 
 from anomalyd.detectors import Model
+from anomalyd.store.drawings import Drawing
 
 # At most this many training points are drawn as the line (2 per bucket, plus the ends),
 # and at most MAX_MARKED points beyond a bound are drawn as dots.
@@ -114,6 +117,21 @@ def _static(root):
     return root
 
 
+def drawing_of(model: Model, timestamps: np.ndarray, values: np.ndarray) -> Drawing:
+    """What is drawn of a version: its reduced line and its marked points."""
+    keep = reduce_extremes(values)
+    beyond_at = np.flatnonzero(model.beyond(values))
+    marked = beyond_at[reduce_extremes(values[beyond_at], MAX_MARKED)]
+    return Drawing(
+        timestamps[keep],
+        values[keep],
+        timestamps[marked],
+        values[marked],
+        int(values.shape[0]),
+        int(beyond_at.shape[0]),
+    )
+
+
 def render_svg(
     series_id: str,
     version: int,
@@ -124,11 +142,21 @@ def render_svg(
     height: int = 500,
 ) -> bytes:
     """The SVG document (UTF-8 bytes) of one version's training data and model."""
-    n = values.shape[0]
-    keep = reduce_extremes(values)
-    beyond_mask = model.beyond(values)
-    beyond_at = np.flatnonzero(beyond_mask)
-    marked = beyond_at[reduce_extremes(values[beyond_at], MAX_MARKED)]
+    drawing = drawing_of(model, timestamps, values)
+    return render_drawing(series_id, version, model, drawing, width, height)
+
+
+def render_drawing(
+    series_id: str,
+    version: int,
+    model: Model,
+    drawing: Drawing,
+    width: int = 1000,
+    height: int = 500,
+) -> bytes:
+    """The SVG document (UTF-8 bytes) of one version's drawing and model."""
+    n, beyond = drawing.points, drawing.beyond
+    line_timestamps, line_values = drawing.line_timestamps, drawing.line_values
     bounds = [
         (name, bound)
         for name, bound in ((UPPER, model.upper), (LOWER, model.lower))
@@ -146,7 +174,7 @@ def render_svg(
         style=Style(colors=tuple(COLOURS[name] for name in order), **_STYLE),
         width=width,
         height=height,
-        title=title_text(series_id, version, model, n, len(keep), len(beyond_at)),
+        title=title_text(series_id, version, model, n, len(line_values), beyond),
         # The default references pygal-tooltips.js on kozea.github.io; an SVG that
         # fetches code from elsewhere would break offline and leak who looks at it.
         js=[],
@@ -173,13 +201,13 @@ def render_svg(
     chart.uuid = chart_id
     chart.add_xml_filter(_static)
     # Plain Python floats: pygal formats and compares them one by one.
-    xs = timestamps[keep].tolist()
+    xs = line_timestamps.tolist()
     chart.add(
         TRAINING,
-        list(zip(xs, values[keep].tolist())),
+        list(zip(xs, line_values.tolist())),
         show_dots=False,
     )
-    ends = [int(timestamps[0]), int(timestamps[-1])]
+    ends = [int(line_timestamps[0]), int(line_timestamps[-1])]
     chart.add(
         CENTER,
         [(ends[0], model.center), (ends[1], model.center)],
@@ -194,7 +222,7 @@ def render_svg(
         )
     chart.add(
         BEYOND,
-        list(zip(timestamps[marked].tolist(), values[marked].tolist())),
+        list(zip(drawing.marked_timestamps.tolist(), drawing.marked_values.tolist())),
         stroke=False,
     )
     return chart.render()

@@ -2,6 +2,8 @@
 
 The hooks are one-liners around functions that can be tested on their own. Nothing here
 opens the store: LMDB is opened in each worker after fork (``load``), never in the master.
+The master only checks the data directory's files and holds its lock
+(``anomalyd.supervise``), and halts instead of respawning workers that cannot run.
 """
 
 from __future__ import annotations
@@ -9,11 +11,15 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import tempfile
 
 from gunicorn.app.base import BaseApplication
+from gunicorn.errors import HaltServer
 
+from anomalyd import supervise
 from anomalyd import worker as worker_module
+from anomalyd.regions import remove_stale_regions
 from anomalyd.settings import Settings
 from anomalyd.stats import Stats
 
@@ -27,11 +33,20 @@ WORKER_CLASSES = {
 
 
 def runtime_dir() -> tuple[str, bool]:
-    """$RUNTIME_DIRECTORY under systemd, else a private temporary directory (owned)."""
+    """$RUNTIME_DIRECTORY under systemd, else a private temporary directory (owned).
+
+    Regions left by services killed with SIGKILL are removed first (never a live one).
+    """
     given = os.environ.get("RUNTIME_DIRECTORY")
-    if given:
-        return given.split(":")[0], False
-    return tempfile.mkdtemp(prefix="anomalyd-"), True
+    path = given.split(":")[0] if given else tempfile.gettempdir()
+    try:
+        for stale in remove_stale_regions(path if given else None):
+            log.warning("removed %s, left by an anomalyd that was killed", stale)
+        if given:
+            return path, False
+        return tempfile.mkdtemp(prefix="anomalyd-"), True
+    except OSError as exc:
+        raise supervise.runtime_dir_error(path, exc) from None
 
 
 def free_slot(workers: dict, size: int) -> int | None:
@@ -54,13 +69,42 @@ def died_unasked(live_workers: dict, wanted: int) -> bool:
     return len(live_workers) < wanted
 
 
+def log_like_gunicorn(level: str) -> None:
+    """anomalyd's own messages in gunicorn's error log format, with their level."""
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(
+            logging.Formatter(
+                "[%(asctime)s] [%(process)d] [%(levelname)s] %(message)s",
+                "%Y-%m-%d %H:%M:%S %z",
+            )
+        )
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(level.upper())
+
+
 class Service(BaseApplication):
     def __init__(self, settings: Settings) -> None:
+        """Raises StartupError (the message says what to do) when anomalyd cannot run."""
         self.settings = settings
-        self.runtime_dir, self._owns_runtime_dir = runtime_dir()
-        self.stats = Stats.create(
-            self.runtime_dir, worker_slots(settings.workers), settings.threads
-        )
+        log_like_gunicorn(settings.log_level)
+        data_dir = os.path.abspath(settings.data_dir)
+        self.guard = supervise.guard_data_dir(data_dir)
+        try:
+            self.runtime_dir, self._owns_runtime_dir = runtime_dir()
+            slots = worker_slots(settings.workers)
+            try:
+                self.stats = Stats.create(self.runtime_dir, slots, settings.threads)
+            except OSError as exc:
+                if self._owns_runtime_dir:
+                    shutil.rmtree(self.runtime_dir, ignore_errors=True)
+                raise supervise.runtime_dir_error(self.runtime_dir, exc) from None
+        except BaseException:
+            self.guard.release()
+            raise
+        self.board = supervise.Board(slots)
+        self.boot_watch = supervise.BootWatch(self.board, data_dir)
         super().__init__()
 
     def load_config(self) -> None:
@@ -86,8 +130,11 @@ class Service(BaseApplication):
             "post_fork": lambda arbiter, worker: self.stats.use_worker_slot(
                 worker.anomalyd_slot
             ),
+            "post_worker_init": lambda worker: self.board.mark_booted(
+                worker.anomalyd_slot, worker.pid
+            ),
             "child_exit": lambda arbiter, worker: self.child_exit(
-                arbiter.WORKERS, arbiter.num_workers
+                arbiter.WORKERS, arbiter.num_workers, worker, bool(arbiter.LISTENERS)
             ),
             "on_exit": lambda arbiter: self.cleanup(),
         }
@@ -101,16 +148,36 @@ class Service(BaseApplication):
         if worker.anomalyd_slot is None:
             log.warning("no free stats slot: this worker's requests are not counted")
 
-    def child_exit(self, live_workers: dict, wanted: int) -> None:
-        if died_unasked(live_workers, wanted):
+    def child_exit(
+        self, live_workers: dict, wanted: int, worker=None, running: bool = True
+    ) -> None:
+        unasked = died_unasked(live_workers, wanted)
+        if unasked:
             self.stats.record_restart()
+        if worker is None or not running:
+            return  # the master is stopping already: nothing to decide
+        reason = self.boot_watch.reason_to_halt(worker, retired=not unasked)
+        if reason is not None:
+            log.critical("%s", reason)
+            raise HaltServer(reason, 3)
+
+    def stop_service(self, reason: str) -> None:
+        """In a worker: ask the master to stop the service, and leave gracefully."""
+        self.board.request_halt(reason)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     def load(self):
         from anomalyd.app import get_app
 
-        return get_app(self.settings, self.stats)
+        return get_app(
+            self.settings,
+            self.stats,
+            lock_file=self.guard.lock_file,
+            on_fatal=self.stop_service,
+        )
 
     def cleanup(self) -> None:
         self.stats.remove()
         if self._owns_runtime_dir:
             shutil.rmtree(self.runtime_dir, ignore_errors=True)
+        self.guard.release()

@@ -11,7 +11,12 @@ nothing is lost, and the region never grows.
 
 The file name is unique (``mkstemp``), so two services never share a region even when
 they are given the same runtime directory; it is created empty (zeroed) at start and
-removed by the master at clean shutdown.
+removed by the master at clean shutdown. Its blocks are allocated at start
+(``posix_fallocate``): a sparse file on a full tmpfs would kill the first worker that
+writes past the free space with SIGBUS. The master holds an ``flock`` on it (inherited
+by the workers) and marks it as locked (``LOCKED_MAGIC`` in the master's slot), so a
+region left by a service killed with SIGKILL is recognised at the next start (marked,
+and nobody holds its lock) and removed; a live service's never is.
 
 Each histogram has fixed log-scale buckets under 3% wide (78 per decade) from 1 µs to
 10,000 s (beyond the longest worker timeout). A percentile is computed as
@@ -23,6 +28,7 @@ count).
 from __future__ import annotations
 
 import bisect
+import fcntl
 import functools
 import math
 import mmap
@@ -83,6 +89,13 @@ SLOT_BYTES = SLOT_WORDS * 8
 # Slot 0 belongs to the master; its first word counts worker restarts. Thread slots of
 # worker slot w are 1 + w * threads ... (w + 1) * threads.
 _RESTARTS_WORD = 0
+# Word 1 of the master's slot: "this region's service holds an flock on it".
+MAGIC_WORD = 1
+LOCKED_MAGIC = int.from_bytes(b"ANOMLOCK", "little")
+
+
+class RegionError(OSError):
+    """The region cannot be made; the message says where and why."""
 
 
 def bucket_of(seconds: float) -> int:
@@ -175,6 +188,7 @@ class Stats:
         self._claim_lock = threading.Lock()
         self._claimed = 0
         self._worker_slot: int | None = 0
+        self._lock_fd: int | None = None
         size = SLOT_BYTES * (1 + self.slots)
         with open(path, "r+b") as f:
             self._mmap = mmap.mmap(f.fileno(), size)
@@ -183,13 +197,38 @@ class Stats:
 
     @classmethod
     def create(cls, runtime_dir: str, worker_slots: int, threads: int) -> Stats:
-        """Make a fresh, zeroed region with a name no other service uses."""
-        fd, path = tempfile.mkstemp(prefix="stats-", suffix=".bin", dir=runtime_dir)
+        """Make a fresh, zeroed, allocated and locked region no other service uses.
+
+        Built under a temporary name and renamed into place once locked, so another
+        service's stale-region cleanup never sees it unlocked.
+        """
+        size = SLOT_BYTES * (1 + worker_slots * threads)
+        fd, building = tempfile.mkstemp(prefix=".stats-", dir=runtime_dir)
         try:
-            os.ftruncate(fd, SLOT_BYTES * (1 + worker_slots * threads))
-        finally:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            try:
+                os.posix_fallocate(fd, 0, size)
+            except OSError as exc:
+                raise RegionError(
+                    exc.errno,
+                    f"cannot allocate the {size}-byte statistics region in "
+                    f"{runtime_dir}: {exc.strerror}; free space there or give another "
+                    "runtime directory (RUNTIME_DIRECTORY)",
+                ) from None
+            os.pwrite(fd, LOCKED_MAGIC.to_bytes(8, "little"), 8 * MAGIC_WORD)
+            name = os.path.basename(building).removeprefix(".stats-")
+            path = os.path.join(runtime_dir, f"stats-{name}.bin")
+            os.rename(building, path)
+        except BaseException:
             os.close(fd)
-        return cls(path, worker_slots, threads)
+            try:
+                os.unlink(building)
+            except FileNotFoundError:
+                pass
+            raise
+        region = cls(path, worker_slots, threads)
+        region._lock_fd = fd
+        return region
 
     def use_worker_slot(self, worker_slot: int | None) -> None:
         """In a worker after fork: its threads write the slots of this worker only.
@@ -319,6 +358,9 @@ class Stats:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
 
 
 class LocalStats(Stats):
@@ -329,6 +371,7 @@ class LocalStats(Stats):
         created = Stats.create(self._dir, worker_slots, threads)
         created.close()
         super().__init__(created.path, worker_slots, threads)
+        self._lock_fd = created._lock_fd
 
     def remove(self) -> None:
         super().remove()

@@ -16,9 +16,8 @@ import time
 import numpy as np
 
 from anomalyd import detectors
-from anomalyd import store as store_module
 from anomalyd.settings import GiB
-from anomalyd.store import Store, VersionRecord
+from anomalyd.store import Store, VersionRecord, schema
 
 
 def series_id(i: int) -> str:
@@ -40,8 +39,8 @@ def fill(
     params = detectors.DetectorParams()
     timestamps = np.arange(1_694_336_400, 1_694_336_400 + 60 * points, 60, dtype="<i8")
     ts_blob = timestamps.tobytes()
-    encode = store_module._record_encoder.encode
-    pack_series = store_module._SERIES.pack
+    encode = schema.record_encoder.encode
+    pack_series = schema.SERIES.pack
     created_at = time.time()
     try:
         for start in range(0, n_series, batch):
@@ -63,8 +62,8 @@ def fill(
                         center + margin,
                     )
                     key = series_id(i).encode()
-                    vkey = store_module._version_key(key, 1)
-                    txn.put(key, pack_series(1, 1), db=store._series)
+                    vkey = schema.version_key(key, 1)
+                    txn.put(key, pack_series(1, 1, 1, 1), db=store._series)
                     txn.put(
                         vkey,
                         encode(VersionRecord(model, points, created_at)),

@@ -73,7 +73,7 @@ class Server:
                 if requests.get(self.url + "/healthcheck", timeout=1).ok:
                     self._wait_workers(deadline)
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or still booting
                 pass
             time.sleep(0.05)
         raise RuntimeError("anomalyd did not start")

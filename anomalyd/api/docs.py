@@ -71,7 +71,10 @@ _ERRORS = {
     "path, such as $.values[2]); or data that cannot be trained on or judged: "
     "timestamps and values of different lengths, a value not finite, all values "
     "equal (no spread), a timestamp out of range. The description says which.",
-    507: "The store is full (map_size reached); existing models still answer.",
+    503: "The store cannot be used safely: its data file or lock file was removed "
+    "or replaced under the running service. The description says which.",
+    507: "No room: the store is (nearly) full, map_size reached, or the disk holding "
+    "it is full. The description says which; existing models still answer.",
 }
 
 
@@ -227,7 +230,7 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
                 "fit",
                 "Train a new version of a series; answered after a durable commit.",
                 _json(_ref("FitResponse"), "The new version and its model."),
-                (400, 404, 413, 422, 507),
+                (400, 404, 413, 422, 503, 507),
                 body="FitRequest",
             ),
         },
@@ -274,7 +277,7 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
                 "deleteSeries",
                 "Remove every version of a series; its version counter survives.",
                 _json(_ref("DeleteResponse"), "How many versions were removed."),
-                (400, 404),
+                (400, 404, 503, 507),
             ),
         },
         "/plot": {
@@ -304,8 +307,8 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
                 "healthcheck",
                 "Status, series trained, and inference and training latencies over "
                 "every worker since the service started.",
-                _json(_ref("Health"), "The service is up."),
-                (),
+                _json(_ref("Health"), "The service is up and its store readable."),
+                (503,),
                 open_route=True,
             )
         },

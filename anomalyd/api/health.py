@@ -1,4 +1,9 @@
-"""GET /healthcheck: liveness, and the latencies of every worker together."""
+"""GET /healthcheck: readiness (the store can be read), and every worker's latencies.
+
+It reads the store's meta record in one small read transaction and checks that the
+data file is the one the service has been committing to (``Store.health``); when it
+cannot, the answer is a 503 whose description names what failed.
+"""
 
 from __future__ import annotations
 
@@ -49,11 +54,12 @@ class HealthResource:
         self._stats = stats
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        series_trained = self._store.health()  # StoreUnavailable: 503
         snapshot = self._stats.snapshot()
         resp.data = schemas.encoder.encode(
             Health(
                 "ok",
-                self._store.series_trained(),
+                series_trained,
                 latency_ms(self._stats, "inference", snapshot),
                 latency_ms(self._stats, "training", snapshot),
             )

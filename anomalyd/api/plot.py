@@ -21,7 +21,7 @@ import anomalyd
 from anomalyd.api.common import check_series_id, parse_version
 from anomalyd.detectors import Model
 from anomalyd.errors import BadRequest
-from anomalyd.plot import render_svg
+from anomalyd.plot import drawing_of, render_drawing
 from anomalyd.store import Store
 
 ONE_YEAR = 31536000
@@ -77,8 +77,10 @@ class PlotResource:
         if _matches(req.if_none_match, etag):
             resp.status = falcon.HTTP_304
             return
-        version, record, timestamps, values = self._store.training_data(
-            series_id, version
-        )
+        # Stored at fit time for large versions: a plot costs the same for any size.
+        drawing = self._store.drawing(series_id, version)
+        if drawing is None:  # a small version, or one stored before drawings were
+            _, _, timestamps, values = self._store.training_data(series_id, version)
+            drawing = drawing_of(model, timestamps, values)
         resp.content_type = SVG
-        resp.data = render_svg(series_id, version, record.model, timestamps, values)
+        resp.data = render_drawing(series_id, version, model, drawing)
