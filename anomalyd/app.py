@@ -18,6 +18,7 @@ from anomalyd.api.metrics import MetricsResource
 from anomalyd.api.plot import PlotResource
 from anomalyd.api.predict import BatchPredictResource, PredictResource
 from anomalyd.api.series import SeriesCollection, SeriesItem
+from anomalyd.api.streams import add_stream_routes
 from anomalyd.auth import BearerAuth
 from anomalyd.plot import drawing_of
 from anomalyd.settings import Settings
@@ -31,6 +32,8 @@ _TIMED = {
     ("/predict/{series_id}", "POST"): "inference",
     ("/predict/{series_id}/batch", "POST"): "batch_inference",
     ("/fit/{series_id}", "POST"): "training",
+    ("/observe/{series_id}", "POST"): "observe",
+    ("/observe/{series_id}/batch", "POST"): "batch_observe",
 }
 
 
@@ -57,7 +60,11 @@ class StatsMiddleware:
             )
             if len(self._where) < 256:  # clients choose the method: stay bounded
                 self._where[key] = where
-        self._observe(where[0], where[1], resp.status_code, elapsed)
+        status = resp.status_code
+        # Only answered requests (2xx) are timed: a burst of 404s or 422s must not move
+        # the latency figures. The request counters count every status.
+        timed = where[1] if 200 <= status < 300 else -1
+        self._observe(where[0], timed, status, elapsed)
 
 
 def create_app(
@@ -84,6 +91,7 @@ def create_app(
     app.add_route("/predict/{series_id}/batch", BatchPredictResource(store, max_body))
     app.add_route("/series", SeriesCollection(store))
     app.add_route("/series/{series_id}", SeriesItem(store))
+    add_stream_routes(app, settings, store, stats)
     app.add_route("/healthcheck", HealthResource(store, stats))
     app.add_route("/metrics", MetricsResource(store, stats))
     app.add_route("/", DashboardResource(store))

@@ -38,6 +38,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     log_level: Literal["debug", "info", "warning", "error", "critical"] = "info"
     timeout: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
     keepalive: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 5
+    # Streams (anomalyd.online's proposed defaults; tests/test_streams_domain.py checks).
+    stream_threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.51
+    stream_warmup: Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)] = 200
+    stream_history: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 2000
+    stream_direction: Literal["upper", "lower", "both"] = "both"
 
 
 HELP: dict[str, str] = {
@@ -58,6 +63,16 @@ HELP: dict[str, str] = {
         "most a client may take to send one request"
     ),
     "keepalive": "seconds an idle keep-alive connection is kept open",
+    "stream_threshold": (
+        "score in (0, 1] from which a stream's point is an anomaly (new streams; "
+        "PUT /streams/{id} changes one stream's)"
+    ),
+    "stream_warmup": "first points of a new stream that are never anomalies",
+    "stream_history": "points kept per stream for /streams/{id}/points and plots",
+    "stream_direction": (
+        "deviations a new stream scores: upper, lower or both (PUT /streams/{id} "
+        "changes one stream's)"
+    ),
 }
 
 

@@ -1,0 +1,369 @@
+"""The streams' tables, in the models' LMDB environment (``StoreBase.open_db``).
+
+- ``streams``:          series id -> msgpack ``StreamRecord`` (the whole state).
+- ``stream_history``:   id + NUL + u64 big-endian block -> up to ``BLOCK_POINTS`` rows
+  packed little-endian (int64 timestamp, float64 value, float64 score, uint8 anomaly;
+  25 bytes, so a full block is 1,600 bytes and stays inside a leaf page). The point
+  learned ``seq``-th (from 0) is row ``seq % 64`` of block ``seq // 64``. The blocks
+  kept are ``record.history_from`` .. the last one, every one whole from its first
+  row; a block whose every point is older than the last ``history`` points goes.
+- ``stream_episodes``:  id + NUL + u64 big-endian episode number -> msgpack
+  ``Episode``; the last ``EPISODES_KEPT`` of a stream are kept.
+- ``stream_keys``:      id + NUL + Idempotency-Key -> u64 sequence, 16-byte digest of
+  the request, the answer's bytes; ``stream_key_order``: id + NUL + u64 sequence ->
+  key, so the key stored ``KEYS_KEPT`` keys ago is dropped when a new one comes.
+- ``meta``:             ``streams`` -> u64 little-endian, the number of streams.
+
+Series ids never contain NUL, so each stream's keys form one contiguous range.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+import numpy as np
+
+from anomalyd.store.base import StoreBase
+from anomalyd.store.errors import CorruptRecord
+from anomalyd.streams import (
+    EPISODES_KEPT,
+    KEYS_KEPT,
+    Episode,
+    Learned,
+    StreamNotFound,
+    StreamRecord,
+)
+
+BLOCK_POINTS = 64
+ROW = struct.Struct("<qddB")
+ROW_DTYPE = np.dtype([("t", "<i8"), ("v", "<f8"), ("s", "<f8"), ("a", "u1")])
+BLOCK_BYTES = BLOCK_POINTS * ROW.size
+NUMBER = struct.Struct(">Q")
+COUNT = struct.Struct("<Q")
+KEY_HEAD = struct.Struct("<Q16s")
+STREAMS_COUNT = b"streams"
+
+_encode = msgspec.msgpack.Encoder().encode
+_record = msgspec.msgpack.Decoder(StreamRecord).decode
+_episode = msgspec.msgpack.Decoder(Episode).decode
+
+
+def numbered(series_key: bytes, number: int) -> bytes:
+    return series_key + b"\x00" + NUMBER.pack(number)
+
+
+def decode_record(raw: bytes, series_key: bytes) -> StreamRecord:
+    try:
+        return _record(raw)
+    except msgspec.DecodeError as exc:
+        raise CorruptRecord(
+            f"the stored record of stream {series_key.decode()!r} is corrupt ({exc}); "
+            "other streams are unaffected (DELETE /streams/{id} removes it)"
+        ) from None
+
+
+class StreamTables:
+    """Reads and writes of the streams' tables; ``history``: points kept per stream."""
+
+    def __init__(self, store: StoreBase, history: int) -> None:
+        self.store = store
+        self.env = store.env
+        self.history = history
+        self.meta = store.open_db(b"meta")
+        self.streams = store.open_db(b"streams")
+        self.points_db = store.open_db(b"stream_history")
+        self.episodes_db = store.open_db(b"stream_episodes")
+        self.keys_db = store.open_db(b"stream_keys")
+        self.order_db = store.open_db(b"stream_key_order")
+
+    # -- the observe path -----------------------------------------------------------
+
+    def read(self, txn, series_key: bytes, key: bytes | None) -> tuple:
+        """(record bytes or None, stored keyed answer or None) in one transaction."""
+        raw = txn.get(series_key, db=self.streams)
+        if key is None or raw is None:
+            return raw, None
+        return raw, txn.get(series_key + b"\x00" + key, db=self.keys_db)
+
+    def apply(
+        self,
+        txn,
+        series_key: bytes,
+        created: bool,
+        learned: Learned,
+        keyed: tuple[bytes, bytes, bytes] | None,
+    ) -> None:
+        """Write one observe's effects: record, history, episodes, key, count.
+        ``keyed``: (Idempotency-Key, digest, answer) to remember, or None."""
+        record = learned.record
+        record.history_from = self._put_history(txn, series_key, learned)
+        self._put_episodes(txn, series_key, learned)
+        if keyed is not None:
+            key, digest, answer = keyed
+            seq = record.keys
+            txn.put(numbered(series_key, seq), key, db=self.order_db)
+            txn.put(
+                series_key + b"\x00" + key,
+                KEY_HEAD.pack(seq, digest) + answer,
+                db=self.keys_db,
+            )
+            if seq >= KEYS_KEPT:
+                old = txn.pop(numbered(series_key, seq - KEYS_KEPT), db=self.order_db)
+                if old is not None:
+                    txn.delete(series_key + b"\x00" + old, db=self.keys_db)
+            record.keys = seq + 1
+        txn.put(series_key, _encode(record), db=self.streams)
+        if created:
+            self._add_to_count(txn, 1)
+
+    def _put_history(self, txn, series_key: bytes, learned: Learned) -> int:
+        """Append the points to the history; return the new first block kept."""
+        first_seq = learned.first_seq
+        after = learned.record.points
+        kept_from = learned.record.history_from
+        keep_block = max(0, after - self.history) // BLOCK_POINTS
+        last_old = (first_seq - 1) // BLOCK_POINTS if first_seq else -1
+        db = self.points_db
+        for block in range(kept_from, min(keep_block, last_old + 1)):
+            txn.delete(numbered(series_key, block), db=db)
+        if keep_block > last_old:
+            start_block = keep_block
+            prefix = b""
+        else:
+            start_block = first_seq // BLOCK_POINTS
+            kept_from = max(kept_from, keep_block)
+            prefix = b""
+            if first_seq % BLOCK_POINTS:
+                prefix = txn.get(numbered(series_key, start_block), db=db)
+                if prefix is None or len(prefix) != ROW.size * (
+                    first_seq % BLOCK_POINTS
+                ):
+                    raise CorruptRecord(
+                        f"the history of stream {series_key.decode()!r} is corrupt "
+                        f"(block {start_block}); other streams are unaffected "
+                        "(DELETE /streams/{id} removes it)"
+                    )
+        data = prefix + _rows(learned, max(0, start_block * BLOCK_POINTS - first_seq))
+        for i in range(0, len(data), BLOCK_BYTES):
+            txn.put(
+                numbered(series_key, start_block + i // BLOCK_BYTES),
+                data[i : i + BLOCK_BYTES],
+                db=db,
+            )
+        return kept_from if keep_block <= last_old else keep_block
+
+    def _put_episodes(self, txn, series_key: bytes, learned: Learned) -> None:
+        if not learned.episodes:
+            return
+        db = self.episodes_db
+        now = learned.record.episodes
+        before = now - learned.opened
+        oldest_kept = now - EPISODES_KEPT + 1
+        for number in range(
+            max(1, before - EPISODES_KEPT + 1), min(before + 1, oldest_kept)
+        ):
+            txn.delete(numbered(series_key, number), db=db)
+        for episode in learned.episodes:
+            if episode.number >= oldest_kept:
+                txn.put(numbered(series_key, episode.number), _encode(episode), db=db)
+
+    def _add_to_count(self, txn, delta: int) -> None:
+        raw = txn.get(STREAMS_COUNT, db=self.meta)
+        count = COUNT.unpack(raw)[0] if raw is not None else 0
+        txn.put(STREAMS_COUNT, COUNT.pack(count + delta), db=self.meta)
+
+    # -- configuration and deletion ----------------------------------------------
+
+    def put_record(self, txn, series_key: bytes, record: StreamRecord, created: bool):
+        txn.put(series_key, _encode(record), db=self.streams)
+        if created:
+            self._add_to_count(txn, 1)
+
+    def delete(self, series_id: str) -> int:
+        """Forget a stream in one transaction that works on a full store; return the
+        points it had learned."""
+        series_key = series_id.encode()
+        with self.store.write(reserve=False) as txn:
+            raw = txn.get(series_key, db=self.streams)
+            if raw is None:
+                raise StreamNotFound(f"stream {series_id!r} is not known")
+            points = decode_record(raw, series_key).points
+            txn.delete(series_key, db=self.streams)
+            prefix = series_key + b"\x00"
+            for db in (self.points_db, self.episodes_db, self.keys_db, self.order_db):
+                cursor = txn.cursor(db=db)
+                if not cursor.set_range(prefix):
+                    continue
+                while cursor.key().startswith(prefix):
+                    if not cursor.delete():
+                        break
+            self._add_to_count(txn, -1)
+        return points
+
+    # -- reads for the routes -----------------------------------------------------
+
+    def record(self, series_id: str) -> StreamRecord:
+        with self.env.begin() as txn:
+            raw = txn.get(series_id.encode(), db=self.streams)
+        if raw is None:
+            raise StreamNotFound(f"stream {series_id!r} is not known")
+        return decode_record(raw, series_id.encode())
+
+    def count(self) -> int:
+        return count_streams(self.store)
+
+    def list(
+        self, limit: int, after: str | None
+    ) -> tuple[list[tuple[str, StreamRecord]], str | None]:
+        """Up to ``limit`` streams after ``after`` in id order, and the next cursor."""
+        page: list[tuple[str, StreamRecord]] = []
+        with self.env.begin() as txn:
+            cursor = txn.cursor(db=self.streams)
+            if not cursor.set_range(after.encode() + b"\x00" if after else b""):
+                return page, None
+            for key, raw in cursor:
+                if len(page) == limit:
+                    return page, page[-1][0]
+                page.append((key.decode(), decode_record(raw, key)))
+        return page, None
+
+    def points(
+        self, series_id: str, since: int | None, start: int, limit: int
+    ) -> tuple[np.ndarray, int | None]:
+        """Retained points with seq >= ``start`` and timestamp >= ``since``, oldest
+        first, at most ``limit`` (a ``ROW_DTYPE`` array), and the seq to go on from
+        (None: no more)."""
+        series_key = series_id.encode()
+        with self.env.begin() as txn:
+            raw = txn.get(series_key, db=self.streams)
+            if raw is None:
+                raise StreamNotFound(f"stream {series_id!r} is not known")
+            record = decode_record(raw, series_key)
+            end = record.points
+            seq = max(start, end - self.history, record.history_from * BLOCK_POINTS)
+            if since is not None and seq < end:
+                # Timestamps never go back: ``since`` cuts a prefix of the history.
+                seq = self._first_since(txn, series_key, seq, end, since)
+            first = seq
+            parts = []
+            found = 0
+            while seq < end and found <= limit:
+                block, row = divmod(seq, BLOCK_POINTS)
+                rows = self._block(txn, series_key, block)[
+                    row : row + limit + 1 - found
+                ]
+                if not len(rows):
+                    raise CorruptRecord(
+                        f"the history of stream {series_id!r} is short (block {block})"
+                    )
+                parts.append(rows.copy())
+                found += len(rows)
+                seq += len(rows)
+        rows = np.concatenate(parts) if parts else np.empty(0, ROW_DTYPE)
+        if found <= limit:
+            return rows, None
+        return rows[:limit], first + limit
+
+    def _block(self, txn, series_key: bytes, block: int) -> np.ndarray:
+        data = txn.get(numbered(series_key, block), db=self.points_db)
+        if data is None or len(data) % ROW.size:
+            raise CorruptRecord(
+                f"the history of stream {series_key.decode()!r} is corrupt (block "
+                f"{block}); other streams are unaffected (DELETE /streams/{{id}} "
+                "removes it)"
+            )
+        return np.frombuffer(data, ROW_DTYPE)
+
+    def _first_since(self, txn, series_key: bytes, seq: int, end: int, since: int):
+        """The first seq at or after ``seq`` whose timestamp is >= ``since``."""
+        lo, hi = seq // BLOCK_POINTS, (end - 1) // BLOCK_POINTS
+        # The last block whose first timestamp is before ``since`` (or the first).
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._block(txn, series_key, mid)["t"][0] < since:
+                lo = mid
+            else:
+                hi = mid - 1
+        while lo * BLOCK_POINTS < end:
+            stamps = self._block(txn, series_key, lo)["t"]
+            at = max(seq - lo * BLOCK_POINTS, 0)
+            i = at + int(np.searchsorted(stamps[at:], since, side="left"))
+            if i < len(stamps):
+                return lo * BLOCK_POINTS + i
+            lo += 1
+        return end
+
+    def episodes(
+        self, series_id: str, since: int | None, start: int, limit: int
+    ) -> tuple[list[Episode], int | None]:
+        """Kept episodes numbered >= ``start`` that start at or after ``since``,
+        oldest first, at most ``limit``, and the number to go on from (None: no
+        more)."""
+        series_key = series_id.encode()
+        with self.env.begin() as txn:
+            raw = txn.get(series_key, db=self.streams)
+            if raw is None:
+                raise StreamNotFound(f"stream {series_id!r} is not known")
+            last = decode_record(raw, series_key).episodes
+            number = max(start, last - EPISODES_KEPT + 1, 1)
+            if since is not None:
+                # Episodes start in number order: bisect for the first at or after.
+                lo, hi = number, last + 1
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if self._episode(txn, series_key, mid).start < since:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                number = lo
+            found = [
+                self._episode(txn, series_key, n)
+                for n in range(number, min(last, number + limit - 1) + 1)
+            ]
+        following = number + limit if number + limit <= last else None
+        return found, following
+
+    def _episode(self, txn, series_key: bytes, number: int) -> Episode:
+        raw = txn.get(numbered(series_key, number), db=self.episodes_db)
+        try:
+            if raw is None:
+                raise msgspec.DecodeError("missing")
+            return _episode(raw)
+        except msgspec.DecodeError as exc:
+            raise CorruptRecord(
+                f"episode {number} of stream {series_key.decode()!r} is corrupt or "
+                f"missing ({exc}); other streams are unaffected"
+            ) from None
+
+
+def count_streams(store: StoreBase) -> int:
+    """How many streams the store holds (a counter: no scan)."""
+    meta = store.open_db(b"meta")
+    with store.env.begin() as txn:
+        raw = txn.get(STREAMS_COUNT, db=meta)
+    return COUNT.unpack(raw)[0] if raw is not None else 0
+
+
+def _rows(learned: Learned, start: int) -> bytes:
+    """The history rows of ``learned``'s points from index ``start`` on."""
+    ts, xs, ss, aa = (
+        learned.timestamps,
+        learned.values,
+        learned.scores,
+        learned.anomalies,
+    )
+    n = len(ss) - start
+    if n <= 0:
+        return b""
+    if n <= 16:
+        pack = ROW.pack
+        return b"".join(
+            [pack(ts[i], xs[i], ss[i], aa[i]) for i in range(start, start + n)]
+        )
+    rows = np.empty(n, ROW_DTYPE)
+    rows["t"] = ts[start:]
+    rows["v"] = xs[start:]
+    rows["s"] = ss[start:]
+    rows["a"] = aa[start:]
+    return rows.tobytes()
