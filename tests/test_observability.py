@@ -107,6 +107,8 @@ def test_every_worker_counts_and_a_killed_worker_loses_nothing(tmp_path, make_se
         "series_trained": 0,
         "inference_latency_ms": zero,
         "training_latency_ms": zero,
+        "streams": 0,
+        "observe_latency_ms": zero,
     }
 
     for series_id in ("a", "b", "a"):
@@ -179,8 +181,8 @@ def test_metrics_are_valid_prometheus_text(make_server):
         ("route", "/predict/{series_id}"),
         ("status", "404"),
     ) in labels
-    # Every handled predict is timed, the 404 too.
-    expected = {"inference": 2, "batch_inference": 1, "training": 1}
+    # Only answered (2xx) requests are timed: the 404 is counted, not timed.
+    expected = {"inference": 1, "batch_inference": 1, "training": 1}
     for name, n in expected.items():
         family = families[f"anomalyd_{name}_latency_seconds"]
         assert family.type == "histogram"
@@ -227,6 +229,12 @@ CONTRACT = {
     "/metrics": {"get"},
     "/openapi.json": {"get"},
     "/plot": {"get"},
+    "/observe/{series_id}": {"post"},
+    "/observe/{series_id}/batch": {"post"},
+    "/streams": {"get"},
+    "/streams/{series_id}": {"put", "get", "delete"},
+    "/streams/{series_id}/points": {"get"},
+    "/streams/{series_id}/anomalies": {"get"},
 }
 
 
