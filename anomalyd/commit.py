@@ -3,18 +3,23 @@
 A durable commit costs an fsync, a few milliseconds on most disks: one commit per
 request would cap observes near the disk's commits per second. ``GroupCommit.run(op)``
 queues a write operation instead. The first caller when no commit is in progress
-becomes the leader: it takes every operation queued so far, runs each in a nested
-write transaction of one ``Store.write`` transaction (an operation that raises leaves
-nothing behind and gets its own exception), commits once, then hands leadership to
-the oldest caller still waiting, if any. Every caller returns its own result, or
-raises its own exception, only after the commit that holds its writes is durable.
+becomes the leader: it begins one ``Store.write`` transaction, and once it holds
+LMDB's writer it takes every operation queued so far, runs each in a nested write
+transaction (an operation that raises leaves nothing behind and gets its own
+exception), commits once, then hands leadership to the oldest caller still waiting,
+if any. Every caller returns its own result, or raises its own exception, only after
+the commit that holds its writes is durable.
 
 While one leader commits, the next group gathers. Across worker processes LMDB's
-single writer lock lines the groups up: a leader waiting for the lock while another
-worker commits is time its own queue keeps growing in.
+single writer lock lines the groups up, and LMDB holds it through the fsync: the
+queue is taken only once the writer is held, so everything that arrived while
+another worker committed goes into this commit.
 
-Errors of the whole transaction (the store is full, the disk failed, the lock file
-was replaced) reach every caller of the group: none of its writes was committed.
+Room: each operation says how many bytes it may add. The store's rule applies to
+each (``StoreBase.write``: the last ``headroom`` bytes of the map are kept for
+deletes); an operation that does not fit gets ``StoreFull`` and the others go on.
+Errors of the whole transaction (the map or the disk full at commit, the lock file
+replaced) reach every caller of the group: none of its writes was committed.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from typing import Any
 import lmdb
 
 from anomalyd.store.base import StoreBase
+from anomalyd.store.errors import StoreFull
 
 # Operations in one commit at most: bounds how long one write transaction holds
 # LMDB's writer (the rest wait for the next group, already gathered).
@@ -36,12 +42,12 @@ Operation = Callable[[lmdb.Transaction], Any]
 
 
 class _Waiter:
-    __slots__ = ("done", "error", "event", "need", "op", "value")
+    __slots__ = ("done", "error", "need", "op", "value", "wake")
 
     def __init__(self, op: Operation, need: int) -> None:
         self.op = op
         self.need = need
-        self.event = threading.Event()
+        self.wake: Any = None  # a held lock, released to wake a queued caller
         self.done = False
         self.value: Any = None
         self.error: BaseException | None = None
@@ -56,6 +62,7 @@ class _Waiter:
 class GroupCommit:
     def __init__(self, store: StoreBase) -> None:
         self._store = store
+        self._page_size = store.page_size
         self._lock = threading.Lock()
         self._queue: deque[_Waiter] = deque()
         self._leading = False
@@ -73,20 +80,18 @@ class GroupCommit:
             if lead:
                 self._leading = True
             else:
+                waiter.wake = threading.Lock()
+                waiter.wake.acquire()
                 self._queue.append(waiter)
         if not lead:
-            waiter.event.wait()
+            waiter.wake.acquire()  # released when done, or to lead the next group
             if waiter.done:
                 return waiter.result()
-            # Promoted: the previous leader handed over with this caller first.
         self._lead(waiter)
         return waiter.result()
 
     def _lead(self, leader: _Waiter) -> None:
-        with self._lock:
-            group = [leader]
-            while self._queue and len(group) < MAX_GROUP:
-                group.append(self._queue.popleft())
+        group = [leader]
         try:
             self._commit(group)
         finally:
@@ -98,33 +103,70 @@ class GroupCommit:
                     self._leading = False
             for waiter in group:
                 if waiter is not leader:
-                    waiter.event.set()
+                    waiter.wake.release()
             if successor is not None:
-                successor.event.set()  # not done: it leads the next group
+                successor.wake.release()  # not done: it leads the next group
 
     def _commit(self, group: list[_Waiter]) -> None:
-        env = self._store.env
+        store = self._store
+        env = store.env
         try:
-            with self._store.write(need_bytes=sum(w.need for w in group)) as txn:
+            # The store's room rule is applied below, to each operation taken.
+            with store.write(reserve=False) as txn:
+                # Gathered only once LMDB's writer is ours: callers that came while
+                # another worker held it join this commit.
+                with self._lock:
+                    while self._queue and len(group) < MAX_GROUP:
+                        group.append(self._queue.popleft())
+                # Pages ever allocated (last_pgno) are never fewer than the pages
+                # in use: a lower bound of the room, with no walk of the trees.
+                free = store.map_size - store.headroom
+                room = free - (env.info()["last_pgno"] + 1) * self._page_size
+                exact = False
+                alone = len(group) == 1
                 for waiter in group:
-                    try:
-                        with env.begin(write=True, parent=txn) as child:
-                            waiter.value = waiter.op(child)
-                    except lmdb.Error:
-                        # Out of room or a failing disk: the parent transaction is
-                        # no better off. Abort it all (Store.write names the cause).
-                        raise
-                    except Exception as exc:  # noqa: BLE001 - handed to its caller
-                        waiter.error = exc
+                    if waiter.need > room and not exact:
+                        room, exact = free - store.used_bytes(txn), True
+                    if waiter.need > room:
+                        waiter.error = _no_room(store, waiter.need, room)
+                        continue
+                    room -= waiter.need
+                    if alone:
+                        # Nothing else in this transaction: an error aborts it all.
+                        waiter.value = waiter.op(txn)
+                    else:
+                        _run_nested(env, txn, waiter)
         except Exception as exc:  # noqa: BLE001 - handed to every caller
             # Nothing of the group was committed: every caller gets the error, each
             # its own object (each raises it in its own thread).
             for waiter in group:
                 waiter.value = None
-                waiter.error = _copy(exc)
+                waiter.error = _copy(exc) if len(group) > 1 else exc
         else:
             self.commits += 1
             self.operations += len(group)
+
+
+def _run_nested(env: lmdb.Environment, txn: lmdb.Transaction, waiter: _Waiter) -> None:
+    try:
+        with env.begin(write=True, parent=txn) as child:
+            waiter.value = waiter.op(child)
+    except lmdb.Error:
+        # Out of room or a failing disk: the parent transaction is no better off.
+        # Abort it all (Store.write names the cause).
+        raise
+    except Exception as exc:  # noqa: BLE001 - handed to its caller
+        waiter.error = exc
+
+
+def _no_room(store: StoreBase, need: int, room: int) -> StoreFull:
+    return StoreFull(
+        f"the store is nearly full: this write needs about {need} bytes, "
+        f"{max(room, 0)} are left before the last {store.headroom} of map_size "
+        f"{store.map_size}, which are kept free so deletes always work. Delete "
+        "streams or series you no longer need (DELETE /streams/{id}, DELETE "
+        "/series/{id}) or raise map_size and restart; what is stored still answers"
+    )
 
 
 def _copy(exc: BaseException) -> BaseException:

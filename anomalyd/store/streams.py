@@ -1,12 +1,15 @@
 """The streams' tables, in the models' LMDB environment (``StoreBase.open_db``).
 
 - ``streams``:          series id -> msgpack ``StreamRecord`` (the whole state).
-- ``stream_history``:   id + NUL + u64 big-endian block -> up to ``BLOCK_POINTS`` rows
-  packed little-endian (int64 timestamp, float64 value, float64 score, uint8 anomaly;
-  25 bytes, so a full block is 1,600 bytes and stays inside a leaf page). The point
-  learned ``seq``-th (from 0) is row ``seq % 64`` of block ``seq // 64``. The blocks
+- ``stream_history``:   id + NUL + u64 big-endian block -> up to ``BLOCK_POINTS`` (32)
+  rows packed little-endian (int64 timestamp, float64 value, float64 score, uint8
+  anomaly: 25 bytes, so a full block is 800 bytes, inline in a leaf page). The point
+  learned ``seq``-th (from 0) is row ``seq % 32`` of block ``seq // 32``. The blocks
   kept are ``record.history_from`` .. the last one, every one whole from its first
   row; a block whose every point is older than the last ``history`` points goes.
+  Measured in steady state (300 streams, 2,600 single-point observes each, history
+  2,000): 44 bytes of LMDB pages per retained point with blocks of 32, 40 with 16,
+  63 with 64 (pages split half full, and fewer large values fit a page).
 - ``stream_episodes``:  id + NUL + u64 big-endian episode number -> msgpack
   ``Episode``; the last ``EPISODES_KEPT`` of a stream are kept.
 - ``stream_keys``:      id + NUL + Idempotency-Key -> u64 sequence, 16-byte digest of
@@ -35,7 +38,7 @@ from anomalyd.streams import (
     StreamRecord,
 )
 
-BLOCK_POINTS = 64
+BLOCK_POINTS = 32
 ROW = struct.Struct("<qddB")
 ROW_DTYPE = np.dtype([("t", "<i8"), ("v", "<f8"), ("s", "<f8"), ("a", "u1")])
 BLOCK_BYTES = BLOCK_POINTS * ROW.size

@@ -1,0 +1,129 @@
+"""anomalyd.commit.GroupCommit on a real LMDB store, with real threads."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import lmdb
+import pytest
+
+from anomalyd.commit import GroupCommit
+from anomalyd.store import Store, StoreFull
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = Store(str(tmp_path / "data"), map_size=4 << 20)
+    yield s
+    s.close()
+
+
+def read(store: Store, db, key: bytes) -> bytes | None:
+    with store.env.begin() as txn:
+        return txn.get(key, db=db)
+
+
+def test_concurrent_callers_share_commits_and_each_gets_its_own_answer(store):
+    table = store.open_db(b"test")
+    group = GroupCommit(store)
+    slow = threading.Event()
+    results: dict[int, object] = {}
+
+    def op(i: int):
+        def write(txn):
+            if i == 0:
+                slow.wait(5)  # the first commit holds the writer until all queued
+            if i % 7 == 3:
+                txn.put(b"partial-%d" % i, b"x", db=table)
+                raise ValueError(f"op {i} refused")
+            txn.put(b"k%d" % i, b"v%d" % i, db=table)
+            return i * 10
+
+        return write
+
+    def call(i: int) -> None:
+        try:
+            results[i] = group.run(op(i), 100)
+            # Answered only once committed: a new read transaction sees it.
+            assert read(store, table, b"k%d" % i) == b"v%d" % i
+        except ValueError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(40)]
+    threads[0].start()
+    time.sleep(0.2)
+    for t in threads[1:]:
+        t.start()
+    time.sleep(0.3)
+    slow.set()
+    for t in threads:
+        t.join(30)
+    for i in range(40):
+        if i % 7 == 3:
+            assert isinstance(results[i], ValueError) and f"op {i}" in str(results[i])
+            # An operation that raised left nothing behind, not even its first put.
+            assert read(store, table, b"partial-%d" % i) is None
+        else:
+            assert results[i] == i * 10
+    assert group.operations == 40
+    # The 39 that queued while the first commit held the writer went in one or two.
+    assert group.commits <= 3, group.commits
+
+
+def test_an_operation_that_does_not_fit_gets_store_full_alone(store):
+    table = store.open_db(b"test")
+    group = GroupCommit(store)
+    with pytest.raises(StoreFull, match="nearly full"):
+        group.run(lambda txn: txn.put(b"big", b"x", db=table), store.map_size)
+    assert group.run(lambda txn: txn.put(b"small", b"x", db=table) or 1, 10) == 1
+    assert read(store, table, b"big") is None and read(store, table, b"small") == b"x"
+
+
+def test_a_full_map_at_commit_fails_the_whole_group_and_stores_nothing(store):
+    table = store.open_db(b"test")
+    group = GroupCommit(store)
+    gate = threading.Event()
+    errors: list[BaseException] = []
+
+    def filler(txn):
+        gate.wait(5)
+        for i in range(10_000):  # far more than the 4 MiB map holds
+            txn.put(b"fill-%d" % i, b"y" * 1000, db=table)
+
+    def small(txn):
+        txn.put(b"small-two", b"x", db=table)
+
+    def call(op) -> None:
+        try:
+            group.run(op)
+        except StoreFull as exc:
+            errors.append(exc)
+
+    first = threading.Thread(target=call, args=(lambda txn: gate.wait(5),))
+    first.start()
+    time.sleep(0.2)
+    others = [threading.Thread(target=call, args=(op,)) for op in (filler, small)]
+    for t in others:
+        t.start()
+    time.sleep(0.2)
+    gate.set()
+    for t in (first, *others):
+        t.join(30)
+    # The filler's MapFullError doomed the group it was in: both got StoreFull.
+    assert len(errors) == 2 and all("full" in str(e) for e in errors)
+    assert read(store, table, b"small-two") is None
+    assert read(store, table, b"fill-0") is None
+    # The store still takes writes.
+    group.run(lambda txn: txn.put(b"after", b"z", db=table))
+    assert read(store, table, b"after") == b"z"
+
+
+def test_an_lmdb_error_type_is_not_swallowed(store):
+    group = GroupCommit(store)
+
+    def bad(txn):
+        raise lmdb.BadValsizeError("made up")
+
+    with pytest.raises(lmdb.BadValsizeError):
+        group.run(bad)
