@@ -1,25 +1,33 @@
 """Group commit: many callers' writes in one durable LMDB commit (one fsync).
 
 A durable commit costs an fsync, a few milliseconds on most disks: one commit per
-request would cap observes near the disk's commits per second. ``GroupCommit.run(op)``
+request would cap observes near the disk's commits per second. ``GroupCommit.run``
 queues a write operation instead. The first caller when no commit is in progress
 becomes the leader: it begins one ``Store.write`` transaction, and once it holds
-LMDB's writer it takes every operation queued so far, runs each in a nested write
-transaction (an operation that raises leaves nothing behind and gets its own
-exception), commits once, then hands leadership to the oldest caller still waiting,
-if any. Every caller returns its own result, or raises its own exception, only after
-the commit that holds its writes is durable.
+LMDB's writer it takes every operation queued so far, runs each, commits once, then
+hands leadership to the oldest caller still waiting, if any. Every caller returns its
+own result, or raises its own exception, only after the commit that holds its writes
+is durable.
+
+An operation comes in two parts, so that one that is refused leaves nothing behind
+without a nested transaction per operation: ``check(txn)`` only reads, and decides
+(it may raise: that caller gets the exception, nothing was written);
+``write(txn, checked)`` only writes what was decided. An exception from a ``write``
+(an LMDB error: the map or the disk full) aborts the whole transaction, and every
+caller of the group gets it: none of its writes was committed.
+
+Every LMDB call releases the GIL (py-lmdb), and LMDB's writer is held from the
+transaction's start through its fsync: while it is held, a call may wait for the GIL
+behind the worker's other threads. So the work inside is kept to the least: the
+callers do theirs before (the detector, the encoding, the reads), the operations
+only check and write.
 
 While one leader commits, the next group gathers. Across worker processes LMDB's
-single writer lock lines the groups up, and LMDB holds it through the fsync: the
-queue is taken only once the writer is held, so everything that arrived while
-another worker committed goes into this commit.
-
-Room: each operation says how many bytes it may add. The store's rule applies to
-each (``StoreBase.write``: the last ``headroom`` bytes of the map are kept for
-deletes); an operation that does not fit gets ``StoreFull`` and the others go on.
-Errors of the whole transaction (the map or the disk full at commit, the lock file
-replaced) reach every caller of the group: none of its writes was committed.
+single writer lock lines the groups up: the queue is taken only once the writer is
+held, so everything that arrived while another worker committed goes into this
+commit. Room: each operation says how many bytes it may add, and the store's rule
+applies to each (``StoreBase.write``: the last ``headroom`` bytes of the map are kept
+for deletes); one that does not fit gets ``StoreFull`` and the others go on.
 """
 
 from __future__ import annotations
@@ -38,14 +46,16 @@ from anomalyd.store.errors import StoreFull
 # LMDB's writer (the rest wait for the next group, already gathered).
 MAX_GROUP = 256
 
-Operation = Callable[[lmdb.Transaction], Any]
+Check = Callable[[lmdb.Transaction], Any]
+Write = Callable[[lmdb.Transaction, Any], Any]
 
 
 class _Waiter:
-    __slots__ = ("done", "error", "need", "op", "value", "wake")
+    __slots__ = ("check", "done", "error", "need", "value", "wake", "write")
 
-    def __init__(self, op: Operation, need: int) -> None:
-        self.op = op
+    def __init__(self, check: Check, write: Write, need: int) -> None:
+        self.check = check
+        self.write = write
         self.need = need
         self.wake: Any = None  # a held lock, released to wake a queued caller
         self.done = False
@@ -70,11 +80,11 @@ class GroupCommit:
         self.commits = 0
         self.operations = 0
 
-    def run(self, op: Operation, need_bytes: int = 0) -> Any:
-        """Run ``op(txn)`` in a durable write transaction shared with other callers;
-        return what it returned once its commit is durable, or raise what it raised.
-        ``need_bytes``: what it will add to the store, for the headroom check."""
-        waiter = _Waiter(op, need_bytes)
+    def run(self, check: Check, write: Write, need_bytes: int = 0) -> Any:
+        """``write(txn, check(txn))`` in a durable write transaction shared with other
+        callers; return what ``write`` returned once its commit is durable, or raise
+        what was raised. ``need_bytes``: what it may add to the store."""
+        waiter = _Waiter(check, write, need_bytes)
         with self._lock:
             lead = not self._leading
             if lead:
@@ -123,7 +133,6 @@ class GroupCommit:
                 free = store.map_size - store.headroom
                 room = free - (env.info()["last_pgno"] + 1) * self._page_size
                 exact = False
-                alone = len(group) == 1
                 for waiter in group:
                     if waiter.need > room and not exact:
                         room, exact = free - store.used_bytes(txn), True
@@ -131,11 +140,15 @@ class GroupCommit:
                         waiter.error = _no_room(store, waiter.need, room)
                         continue
                     room -= waiter.need
-                    if alone:
-                        # Nothing else in this transaction: an error aborts it all.
-                        waiter.value = waiter.op(txn)
-                    else:
-                        _run_nested(env, txn, waiter)
+                    try:
+                        checked = waiter.check(txn)
+                    except lmdb.Error:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - handed to its caller
+                        waiter.error = exc  # refused: it wrote nothing
+                        room += waiter.need
+                        continue
+                    waiter.value = waiter.write(txn, checked)
         except Exception as exc:  # noqa: BLE001 - handed to every caller
             # Nothing of the group was committed: every caller gets the error, each
             # its own object (each raises it in its own thread).
@@ -145,18 +158,6 @@ class GroupCommit:
         else:
             self.commits += 1
             self.operations += len(group)
-
-
-def _run_nested(env: lmdb.Environment, txn: lmdb.Transaction, waiter: _Waiter) -> None:
-    try:
-        with env.begin(write=True, parent=txn) as child:
-            waiter.value = waiter.op(child)
-    except lmdb.Error:
-        # Out of room or a failing disk: the parent transaction is no better off.
-        # Abort it all (Store.write names the cause).
-        raise
-    except Exception as exc:  # noqa: BLE001 - handed to its caller
-        waiter.error = exc
 
 
 def _no_room(store: StoreBase, need: int, room: int) -> StoreFull:

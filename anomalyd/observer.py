@@ -1,9 +1,10 @@
 """Observing streams: read, learn, and commit in a group, one after another per stream.
 
 An observe reads the stream's record (and its Idempotency-Key, if any) in a read
-transaction and runs the detector outside LMDB's writer. Its write operation, run by
-the group commit (``anomalyd.commit``) inside the shared write transaction, checks
-that the record is still the one it learned from. If another observe of the same
+transaction, runs the detector and works out every write (``StreamTables.plan``)
+outside LMDB's writer. Its operation, run by the group commit (``anomalyd.commit``)
+inside the shared write transaction, checks that the record is still the one it
+learned from, and makes the planned writes. If another observe of the same
 stream, from any worker, committed first (or is earlier in the same group), it learns
 again on the record as committed: concurrent observes of one stream are applied one
 after another, each on the state the previous one left, and none is lost or doubled.
@@ -21,7 +22,13 @@ import numpy as np
 from anomalyd import streams
 from anomalyd.commit import GroupCommit
 from anomalyd.store.base import StoreBase
-from anomalyd.store.streams import KEY_HEAD, ROW, StreamTables, decode_record
+from anomalyd.store.streams import (
+    KEY_HEAD,
+    ROW,
+    Plan,
+    StreamTables,
+    decode_record,
+)
 from anomalyd.streams import KeyReused, Learned, StreamConfig, StreamRecord
 
 # What an answer is made of: the API layer's encoder of the response body.
@@ -69,26 +76,35 @@ class Observer:
         tables = self.tables
         with self._begin() as txn:
             raw, stored = tables.read(txn, series_key, key)
-        if stored is not None:
-            return _replay(stored, digest, key)
-        learned = streams.learn(self._record(raw, series_key), timestamps, values)
-        first = answer(learned)
-
-        def write(txn) -> Observed:
-            now, stored = tables.read(txn, series_key, key)
             if stored is not None:
                 return _replay(stored, digest, key)
-            if now == raw:
-                done, body = learned, first
-            else:  # another observe of this stream committed first: learn after it
-                done = streams.learn(self._record(now, series_key), timestamps, values)
-                body = answer(done)
-            keyed = None if key is None else (key, digest, body)
-            tables.apply(txn, series_key, now is None, done, keyed)
-            return Observed(body, len(done.scores), done.opened)
+            learned = streams.learn(self._record(raw, series_key), timestamps, values)
+            first = Observed(answer(learned), len(learned.scores), learned.opened)
+            plan = tables.plan(
+                txn, series_key, raw is None, learned, _keyed(key, digest, first)
+            )
 
-        need = RECORD_BYTES + ROW.size * len(learned.scores) + 2 * len(first)
-        return self.group.run(write, need)
+        def check(txn) -> tuple[Plan | None, Observed]:
+            """Inside the shared write transaction: reads and decides only."""
+            now, stored = tables.read(txn, series_key, key)
+            if stored is not None:
+                return None, _replay(stored, digest, key)
+            if now == raw:
+                return plan, first
+            # Another observe of this stream committed first: learn after it.
+            done = streams.learn(self._record(now, series_key), timestamps, values)
+            observed = Observed(answer(done), len(done.scores), done.opened)
+            keyed = _keyed(key, digest, observed)
+            return tables.plan(txn, series_key, now is None, done, keyed), observed
+
+        def write(txn, checked: tuple[Plan | None, Observed]) -> Observed:
+            decided, observed = checked
+            if decided is not None:
+                tables.write(txn, decided)
+            return observed
+
+        need = RECORD_BYTES + ROW.size * len(learned.scores) + 2 * len(first.answer)
+        return self.group.run(check, write, need)
 
     def _record(self, raw: bytes | None, series_key: bytes) -> StreamRecord:
         if raw is None:
@@ -104,6 +120,10 @@ class Observer:
             record = streams.configure(record, **changes)
             self.tables.put_record(txn, series_key, record, raw is None)
         return record
+
+
+def _keyed(key: bytes | None, digest: bytes, observed: Observed) -> tuple | None:
+    return None if key is None else (key, digest, observed.answer)
 
 
 def _replay(stored: bytes, digest: bytes, key: bytes) -> Observed:

@@ -19,6 +19,10 @@ def store(tmp_path):
     s.close()
 
 
+def noop(txn) -> None:
+    return None
+
+
 def read(store: Store, db, key: bytes) -> bytes | None:
     with store.env.begin() as txn:
         return txn.get(key, db=db)
@@ -31,20 +35,22 @@ def test_concurrent_callers_share_commits_and_each_gets_its_own_answer(store):
     results: dict[int, object] = {}
 
     def op(i: int):
-        def write(txn):
+        def check(txn):
             if i == 0:
                 slow.wait(5)  # the first commit holds the writer until all queued
             if i % 7 == 3:
-                txn.put(b"partial-%d" % i, b"x", db=table)
                 raise ValueError(f"op {i} refused")
-            txn.put(b"k%d" % i, b"v%d" % i, db=table)
+            return b"v%d" % i
+
+        def write(txn, value):
+            txn.put(b"k%d" % i, value, db=table)
             return i * 10
 
-        return write
+        return check, write
 
     def call(i: int) -> None:
         try:
-            results[i] = group.run(op(i), 100)
+            results[i] = group.run(*op(i), 100)
             # Answered only once committed: a new read transaction sees it.
             assert read(store, table, b"k%d" % i) == b"v%d" % i
         except ValueError as exc:
@@ -62,8 +68,7 @@ def test_concurrent_callers_share_commits_and_each_gets_its_own_answer(store):
     for i in range(40):
         if i % 7 == 3:
             assert isinstance(results[i], ValueError) and f"op {i}" in str(results[i])
-            # An operation that raised left nothing behind, not even its first put.
-            assert read(store, table, b"partial-%d" % i) is None
+            assert read(store, table, b"k%d" % i) is None
         else:
             assert results[i] == i * 10
     assert group.operations == 40
@@ -75,8 +80,8 @@ def test_an_operation_that_does_not_fit_gets_store_full_alone(store):
     table = store.open_db(b"test")
     group = GroupCommit(store)
     with pytest.raises(StoreFull, match="nearly full"):
-        group.run(lambda txn: txn.put(b"big", b"x", db=table), store.map_size)
-    assert group.run(lambda txn: txn.put(b"small", b"x", db=table) or 1, 10) == 1
+        group.run(noop, lambda txn, _: txn.put(b"big", b"x", db=table), store.map_size)
+    assert group.run(noop, lambda txn, _: txn.put(b"small", b"x", db=table), 10)
     assert read(store, table, b"big") is None and read(store, table, b"small") == b"x"
 
 
@@ -86,21 +91,20 @@ def test_a_full_map_at_commit_fails_the_whole_group_and_stores_nothing(store):
     gate = threading.Event()
     errors: list[BaseException] = []
 
-    def filler(txn):
-        gate.wait(5)
+    def filler(txn, _):
         for i in range(10_000):  # far more than the 4 MiB map holds
             txn.put(b"fill-%d" % i, b"y" * 1000, db=table)
 
-    def small(txn):
+    def small(txn, _):
         txn.put(b"small-two", b"x", db=table)
 
-    def call(op) -> None:
+    def call(write) -> None:
         try:
-            group.run(op)
+            group.run(noop, write)
         except StoreFull as exc:
             errors.append(exc)
 
-    first = threading.Thread(target=call, args=(lambda txn: gate.wait(5),))
+    first = threading.Thread(target=call, args=(lambda txn, _: gate.wait(5),))
     first.start()
     time.sleep(0.2)
     others = [threading.Thread(target=call, args=(op,)) for op in (filler, small)]
@@ -115,15 +119,49 @@ def test_a_full_map_at_commit_fails_the_whole_group_and_stores_nothing(store):
     assert read(store, table, b"small-two") is None
     assert read(store, table, b"fill-0") is None
     # The store still takes writes.
-    group.run(lambda txn: txn.put(b"after", b"z", db=table))
+    group.run(noop, lambda txn, _: txn.put(b"after", b"z", db=table))
     assert read(store, table, b"after") == b"z"
 
 
-def test_an_lmdb_error_type_is_not_swallowed(store):
+def test_an_lmdb_error_is_not_swallowed(store):
     group = GroupCommit(store)
 
     def bad(txn):
         raise lmdb.BadValsizeError("made up")
 
     with pytest.raises(lmdb.BadValsizeError):
-        group.run(bad)
+        group.run(bad, lambda txn, _: None)
+
+
+def test_a_write_that_fails_aborts_its_whole_group(store):
+    table = store.open_db(b"test")
+    group = GroupCommit(store)
+    gate = threading.Event()
+    errors: list[BaseException] = []
+
+    def broken(txn, _):
+        txn.put(b"half", b"x", db=table)
+        raise RuntimeError("a bug after a put")
+
+    def good(txn, _):
+        txn.put(b"good", b"x", db=table)
+
+    def call(write) -> None:
+        try:
+            group.run(noop, write)
+        except RuntimeError as exc:
+            errors.append(exc)
+
+    first = threading.Thread(target=call, args=(lambda txn, _: gate.wait(5),))
+    first.start()
+    time.sleep(0.2)
+    others = [threading.Thread(target=call, args=(w,)) for w in (good, broken)]
+    for t in others:
+        t.start()
+    time.sleep(0.2)
+    gate.set()
+    for t in (first, *others):
+        t.join(30)
+    # Never a part of a group: neither the good write nor the broken one's put.
+    assert len(errors) == 2 and all("a bug" in str(e) for e in errors)
+    assert read(store, table, b"half") is None and read(store, table, b"good") is None

@@ -23,6 +23,7 @@ Series ids never contain NUL, so each stream's keys form one contiguous range.
 from __future__ import annotations
 
 import struct
+from typing import NamedTuple
 
 import msgspec
 import numpy as np
@@ -50,6 +51,15 @@ STREAMS_COUNT = b"streams"
 _encode = msgspec.msgpack.Encoder().encode
 _record = msgspec.msgpack.Decoder(StreamRecord).decode
 _episode = msgspec.msgpack.Decoder(Episode).decode
+
+
+class Plan(NamedTuple):
+    """The writes of one observe: (table, key, value) puts, (table, key) deletes,
+    and whether it creates the stream (the count goes up)."""
+
+    puts: list[tuple]
+    deletes: list[tuple]
+    created: bool
 
 
 def numbered(series_key: bytes, number: int) -> bytes:
@@ -89,38 +99,59 @@ class StreamTables:
             return raw, None
         return raw, txn.get(series_key + b"\x00" + key, db=self.keys_db)
 
-    def apply(
+    def plan(
         self,
         txn,
         series_key: bytes,
         created: bool,
         learned: Learned,
         keyed: tuple[bytes, bytes, bytes] | None,
-    ) -> None:
-        """Write one observe's effects: record, history, episodes, key, count.
-        ``keyed``: (Idempotency-Key, digest, answer) to remember, or None."""
+    ) -> Plan:
+        """What one observe writes: record, history, episodes, key, count. Reads
+        only (any transaction that sees the record ``learned`` started from: its
+        history and keys are what that record says), so it can be worked out
+        before LMDB's writer is taken. ``keyed``: (Idempotency-Key, digest,
+        answer) to remember, or None."""
         record = learned.record
-        record.history_from = self._put_history(txn, series_key, learned)
-        self._put_episodes(txn, series_key, learned)
+        puts: list[tuple] = []
+        deletes: list[tuple] = []
+        record.history_from = self._plan_history(
+            txn, series_key, learned, puts, deletes
+        )
+        self._plan_episodes(series_key, learned, puts, deletes)
         if keyed is not None:
             key, digest, answer = keyed
             seq = record.keys
-            txn.put(numbered(series_key, seq), key, db=self.order_db)
-            txn.put(
-                series_key + b"\x00" + key,
-                KEY_HEAD.pack(seq, digest) + answer,
-                db=self.keys_db,
+            puts.append((self.order_db, numbered(series_key, seq), key))
+            puts.append(
+                (
+                    self.keys_db,
+                    series_key + b"\x00" + key,
+                    KEY_HEAD.pack(seq, digest) + answer,
+                )
             )
             if seq >= KEYS_KEPT:
-                old = txn.pop(numbered(series_key, seq - KEYS_KEPT), db=self.order_db)
+                evicted = numbered(series_key, seq - KEYS_KEPT)
+                old = txn.get(evicted, db=self.order_db)
+                deletes.append((self.order_db, evicted))
                 if old is not None:
-                    txn.delete(series_key + b"\x00" + old, db=self.keys_db)
+                    deletes.append((self.keys_db, series_key + b"\x00" + old))
             record.keys = seq + 1
-        txn.put(series_key, _encode(record), db=self.streams)
-        if created:
+        puts.append((self.streams, series_key, _encode(record)))
+        return Plan(puts, deletes, created)
+
+    def write(self, txn, plan: Plan) -> None:
+        """Make a plan's writes (LMDB errors only: it decides nothing)."""
+        for db, key in plan.deletes:
+            txn.delete(key, db=db)
+        for db, key, value in plan.puts:
+            txn.put(key, value, db=db)
+        if plan.created:
             self._add_to_count(txn, 1)
 
-    def _put_history(self, txn, series_key: bytes, learned: Learned) -> int:
+    def _plan_history(
+        self, txn, series_key: bytes, learned: Learned, puts: list, deletes: list
+    ) -> int:
         """Append the points to the history; return the new first block kept."""
         first_seq = learned.first_seq
         after = learned.record.points
@@ -129,14 +160,13 @@ class StreamTables:
         last_old = (first_seq - 1) // BLOCK_POINTS if first_seq else -1
         db = self.points_db
         for block in range(kept_from, min(keep_block, last_old + 1)):
-            txn.delete(numbered(series_key, block), db=db)
+            deletes.append((db, numbered(series_key, block)))
+        prefix = b""
         if keep_block > last_old:
             start_block = keep_block
-            prefix = b""
         else:
             start_block = first_seq // BLOCK_POINTS
             kept_from = max(kept_from, keep_block)
-            prefix = b""
             if first_seq % BLOCK_POINTS:
                 prefix = txn.get(numbered(series_key, start_block), db=db)
                 if prefix is None or len(prefix) != ROW.size * (
@@ -149,14 +179,18 @@ class StreamTables:
                     )
         data = prefix + _rows(learned, max(0, start_block * BLOCK_POINTS - first_seq))
         for i in range(0, len(data), BLOCK_BYTES):
-            txn.put(
-                numbered(series_key, start_block + i // BLOCK_BYTES),
-                data[i : i + BLOCK_BYTES],
-                db=db,
+            puts.append(
+                (
+                    db,
+                    numbered(series_key, start_block + i // BLOCK_BYTES),
+                    data[i : i + BLOCK_BYTES],
+                )
             )
         return kept_from if keep_block <= last_old else keep_block
 
-    def _put_episodes(self, txn, series_key: bytes, learned: Learned) -> None:
+    def _plan_episodes(
+        self, series_key: bytes, learned: Learned, puts: list, deletes: list
+    ) -> None:
         if not learned.episodes:
             return
         db = self.episodes_db
@@ -166,10 +200,12 @@ class StreamTables:
         for number in range(
             max(1, before - EPISODES_KEPT + 1), min(before + 1, oldest_kept)
         ):
-            txn.delete(numbered(series_key, number), db=db)
+            deletes.append((db, numbered(series_key, number)))
         for episode in learned.episodes:
             if episode.number >= oldest_kept:
-                txn.put(numbered(series_key, episode.number), _encode(episode), db=db)
+                puts.append(
+                    (db, numbered(series_key, episode.number), _encode(episode))
+                )
 
     def _add_to_count(self, txn, delta: int) -> None:
         raw = txn.get(STREAMS_COUNT, db=self.meta)
