@@ -24,7 +24,6 @@ from anomalyd.commit import GroupCommit
 from anomalyd.store.base import StoreBase
 from anomalyd.store.streams import (
     KEY_HEAD,
-    ROW,
     Plan,
     StreamTables,
     decode_record,
@@ -103,8 +102,8 @@ class Observer:
                 tables.write(txn, decided)
             return observed
 
-        need = RECORD_BYTES + ROW.size * len(learned.scores) + 2 * len(first.answer)
-        return self.group.run(check, write, need)
+        # LMDB pages are rarely full: twice the bytes put, as an upper bound.
+        return self.group.run(check, write, 2 * plan.size())
 
     def _record(self, raw: bytes | None, series_key: bytes) -> StreamRecord:
         if raw is None:

@@ -158,16 +158,18 @@ def main() -> int:
             ("batch", small, "observe_batch.lua", batch_env, BATCH_CONNECTIONS),
         ]
         runs: dict[str, list[dict]] = {name: [] for name, *_ in targets}
+        commits = dict.fromkeys(runs, 0)  # durable commits of each scenario
         before, before_large = metrics(small.url), metrics(large.url)
-        txn_before = last_txnid(small_dir)
         for r in range(ROUNDS):
             for name, server, script, env, c in targets[r % 4 :] + targets[: r % 4]:
+                data_dir = small_dir if server is small else large_dir
+                txn = last_txnid(data_dir)
                 runs[name].append(wrk(server.url, script, WRK_SECONDS, c, env))
+                commits[name] += last_txnid(data_dir) - txn
             log(
                 f"round {r + 1}/{ROUNDS}: "
                 + ", ".join(f"{k} {v[-1]['rps']:,.0f}/s" for k, v in runs.items())
             )
-        txn_after = last_txnid(small_dir)
         after, after_large = metrics(small.url), metrics(large.url)
         # What a request costs inside the service when it does not queue behind
         # others: one connection, one request at a time.
@@ -204,8 +206,10 @@ def main() -> int:
     r_scale = per_round("observe-1M", "observe")
     med = {name: median_run(v) for name, v in runs.items()}
     batch_points = [x["rps"] * BATCH_POINTS for x in runs["batch"]]
-    observes = observe_in["_count"] + batch_in["_count"]
-    commits = txn_after - txn_before
+
+    def per_commit(name: str, histogram: dict) -> str:
+        n = histogram["_count"]
+        return f"{n:,.0f} in {commits[name]:,} commits ({n / max(commits[name], 1):.1f} each)"
 
     def avg_us(h: dict, per: int = 1) -> float:
         return h["_sum"] / h["_count"] / per * 1e6
@@ -298,8 +302,9 @@ def main() -> int:
             f"single-point predict {avg_us(predict_in):.0f} µs avg); "
             f"{BATCH_POINTS:,}-point batch {avg_us(batch_in) / 1000:.1f} ms avg; with "
             f"{SCALE_STREAMS:,} streams, single-point observe {avg_us(large_in):.0f} µs "
-            f"avg. Group commit: {observes:,.0f} observes in {commits:,} durable commits "
-            f"({observes / max(commits, 1):.1f} per commit). One request at a time: "
+            f"avg. Group commit: {per_commit('observe', observe_in)}; with "
+            f"{SCALE_STREAMS:,} streams {per_commit('observe-1M', large_in)}; "
+            f"batches {per_commit('batch', batch_in)}. One request at a time: "
             f"single-point observe {avg_us(alone_single_in):.0f} µs avg in the service "
             f"({alone_single['rps']:,.0f}/s, the durable commit's fsync each time), "
             f"{BATCH_POINTS:,}-point batch {avg_us(alone_batch_in) / 1000:.1f} ms avg "

@@ -61,6 +61,10 @@ class Plan(NamedTuple):
     deletes: list[tuple]
     created: bool
 
+    def size(self) -> int:
+        """Bytes of keys and values it puts (what it may add to the store)."""
+        return sum(len(key) + len(value) for _, key, value in self.puts)
+
 
 def numbered(series_key: bytes, number: int) -> bytes:
     return series_key + b"\x00" + NUMBER.pack(number)
