@@ -73,15 +73,23 @@ class Observer:
         when the digest differs) and learns nothing."""
         series_key = series_id.encode()
         tables = self.tables
-        with self._begin() as txn:
-            raw, stored = tables.read(txn, series_key, key)
-            if stored is not None:
-                return _replay(stored, digest, key)
-            learned = streams.learn(self._record(raw, series_key), timestamps, values)
-            first = Observed(answer(learned), len(learned.scores), learned.opened)
-            plan = tables.plan(
-                txn, series_key, raw is None, learned, _keyed(key, digest, first)
-            )
+        group = self.group
+        group.announce()
+        try:
+            with self._begin() as txn:
+                raw, stored = tables.read(txn, series_key, key)
+                if stored is not None:
+                    group.withdraw()
+                    return _replay(stored, digest, key)
+                record = self._record(raw, series_key)
+                learned = streams.learn(record, timestamps, values)
+                first = Observed(answer(learned), len(learned.scores), learned.opened)
+                plan = tables.plan(
+                    txn, series_key, raw is None, learned, _keyed(key, digest, first)
+                )
+        except BaseException:
+            group.withdraw()
+            raise
 
         def check(txn) -> tuple[Plan | None, Observed]:
             """Inside the shared write transaction: reads and decides only."""
@@ -103,7 +111,7 @@ class Observer:
             return observed
 
         # LMDB pages are rarely full: twice the bytes put, as an upper bound.
-        return self.group.run(check, write, 2 * plan.size())
+        return group.run(check, write, 2 * plan.size(), announced=True)
 
     def _record(self, raw: bytes | None, series_key: bytes) -> StreamRecord:
         if raw is None:

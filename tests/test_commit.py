@@ -165,3 +165,26 @@ def test_a_write_that_fails_aborts_its_whole_group(store):
     # Never a part of a group: neither the good write nor the broken one's put.
     assert len(errors) == 2 and all("a bug" in str(e) for e in errors)
     assert read(store, table, b"half") is None and read(store, table, b"good") is None
+
+
+def test_a_leader_waits_for_announced_operations(store, monkeypatch):
+    monkeypatch.setattr("anomalyd.commit.ARRIVAL_WAIT", 5.0)
+    table = store.open_db(b"test")
+    group = GroupCommit(store)
+    group.announce()  # another caller is preparing its operation
+    leader = threading.Thread(
+        target=group.run, args=(noop, lambda txn, _: txn.put(b"a", b"1", db=table))
+    )
+    leader.start()
+    time.sleep(0.3)
+    assert leader.is_alive(), "the leader waits for the announced operation"
+    group.run(noop, lambda txn, _: txn.put(b"b", b"2", db=table), announced=True)
+    leader.join(10)
+    assert group.commits == 1 and group.operations == 2
+    # A withdrawn announcement is not waited for.
+    group.announce()
+    group.withdraw()
+    started = time.monotonic()
+    group.run(noop, lambda txn, _: txn.put(b"c", b"3", db=table))
+    assert time.monotonic() - started < 2.5
+    assert read(store, table, b"c") == b"3"
