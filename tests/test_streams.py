@@ -650,3 +650,17 @@ def test_a_token_guards_every_stream_route(make_server):
         r = s.session.request(method, s.url + path, json=body, headers=auth)
         assert r.status_code == 200, (method, path, r.text)
     assert s.get("/healthcheck").json()["streams"] == 0
+
+
+def test_settings_are_new_streams_defaults_and_a_stream_keeps_its_own(make_server):
+    flags = ["--stream-threshold", "0.9", "--stream-warmup", "7"]
+    s = make_server(extra=[*flags, "--stream-direction", "lower"])
+    assert s.post("/observe/early", {"timestamp": T0, "value": 1.0}).ok
+    expected = {"threshold": 0.9, "direction": "lower", "warmup": 7, "labels": {}}
+    assert s.get("/streams/early").json()["config"] == expected
+    s.stop()
+    # Restarted with other defaults: the stream keeps the settings it was made with.
+    s = make_server(data_dir=s.data_dir)
+    assert s.get("/streams/early").json()["config"] == expected
+    assert s.post("/observe/late", {"timestamp": T0, "value": 1.0}).ok
+    assert s.get("/streams/late").json()["config"]["threshold"] == 0.51
