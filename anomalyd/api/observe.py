@@ -52,7 +52,21 @@ def decode_batch(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     """A batch body as int64 timestamps and float64 values, checked: at least one
     point, equal lengths, finite values, every timestamp form, in time order.
 
-    The one place batch bodies are decoded (the ingest decoder slots in here)."""
+    The one place batch bodies are decoded. With the ingest decoder (chunked, CSV,
+    gzip) the first line becomes
+    ``_, timestamps, values = ingest.decode(body, batch_columns, 1)``."""
+    timestamps, values = _columns(body)
+    back = np.flatnonzero(timestamps[1:] < timestamps[:-1])
+    if back.size:
+        i = int(back[0]) + 1
+        raise InvalidPoints(
+            f"$.timestamps[{i}] ({timestamps[i]}) is earlier than $.timestamps[{i - 1}]"
+            f" ({timestamps[i - 1]}): a batch is in time order; nothing was learned"
+        )
+    return timestamps, values
+
+
+def _columns(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     request = observe_batch_decoder.decode(body)
     n = len(request.values)
     if len(request.timestamps) != n:
@@ -65,21 +79,13 @@ def decode_batch(body: bytes) -> tuple[np.ndarray, np.ndarray]:
     stamps = request.timestamps
     if not all(type(t) is int for t in stamps):
         stamps = [_seconds(t, i) for i, t in enumerate(stamps)]
-    timestamps = np.array(stamps, dtype=np.int64)
     values = np.array(request.values, dtype=np.float64)
     finite = np.isfinite(values)
     if not finite.all():
         raise InvalidPoints(
             f"$.values[{int(np.argmin(finite))}] is not a finite number"
         )
-    back = np.flatnonzero(timestamps[1:] < timestamps[:-1])
-    if back.size:
-        i = int(back[0]) + 1
-        raise InvalidPoints(
-            f"$.timestamps[{i}] ({timestamps[i]}) is earlier than $.timestamps[{i - 1}]"
-            f" ({timestamps[i - 1]}): a batch is in time order; nothing was learned"
-        )
-    return timestamps, values
+    return np.array(stamps, dtype=np.int64), values
 
 
 def _seconds(raw: int | str, index: int) -> int:
