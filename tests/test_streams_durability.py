@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import lmdb
 import requests
-from test_streams import T0, assert_error
+from stream_client import T0, assert_error
 
 from anomalyd.settings import Settings
 from anomalyd.store import MAX_DBS

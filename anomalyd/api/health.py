@@ -16,7 +16,7 @@ import numpy as np
 from anomalyd import schemas
 from anomalyd.stats import Stats
 from anomalyd.store import Store
-from anomalyd.store.streams import count_streams
+from anomalyd.store.stream_reads import count_streams
 
 
 class Latency(msgspec.Struct):

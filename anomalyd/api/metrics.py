@@ -6,7 +6,7 @@ import falcon
 
 from anomalyd.stats import HISTOGRAMS, PROMETHEUS_EDGES, Stats
 from anomalyd.store import Store
-from anomalyd.store.streams import count_streams
+from anomalyd.store.stream_reads import count_streams
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
