@@ -78,18 +78,20 @@ class Observer:
         try:
             with self._begin() as txn:
                 raw, stored = tables.read(txn, series_key, key)
-                if stored is not None:
-                    group.withdraw()
-                    return _replay(stored, digest, key)
-                record = self._record(raw, series_key)
-                learned = streams.learn(record, timestamps, values)
-                first = Observed(answer(learned), len(learned.scores), learned.opened)
-                plan = tables.plan(
-                    txn, series_key, raw is None, learned, _keyed(key, digest, first)
-                )
+                if stored is None:
+                    record = self._record(raw, series_key)
+                    learned = streams.learn(record, timestamps, values)
+                    first = Observed(
+                        answer(learned), len(learned.scores), learned.opened
+                    )
+                    keyed = _keyed(key, digest, first)
+                    plan = tables.plan(txn, series_key, raw is None, learned, keyed)
         except BaseException:
             group.withdraw()
             raise
+        if stored is not None:
+            group.withdraw()
+            return _replay(stored, digest, key)
 
         def check(txn) -> tuple[Plan | None, Observed]:
             """Inside the shared write transaction: reads and decides only."""

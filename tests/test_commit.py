@@ -188,3 +188,25 @@ def test_a_leader_waits_for_announced_operations(store, monkeypatch):
     group.run(noop, lambda txn, _: txn.put(b"c", b"3", db=table))
     assert time.monotonic() - started < 2.5
     assert read(store, table, b"c") == b"3"
+
+
+def test_an_observe_that_is_refused_or_replayed_withdraws_its_announcement(store):
+    from anomalyd.observer import Observer
+    from anomalyd.store.streams import StreamTables
+    from anomalyd.streams import KeyReused, PointsOutOfOrder, StreamConfig
+
+    observer = Observer(store, StreamTables(store, 100), StreamConfig(0.5, "both", 0))
+
+    def answer(learned) -> bytes:
+        return b"%d" % learned.record.points
+
+    first = observer.observe("s", (10,), (1.0,), answer, b"k", b"d" * 16)
+    assert first.answer == b"1"
+    assert observer.observe("s", (10,), (1.0,), answer, b"k", b"d" * 16).answer == b"1"
+    with pytest.raises(KeyReused):
+        observer.observe("s", (10,), (2.0,), answer, b"k", b"e" * 16)
+    with pytest.raises(PointsOutOfOrder):
+        observer.observe("s", (5,), (1.0,), answer)
+    assert observer.observe("s", (11,), (1.0,), answer).answer == b"2"
+    # Nothing announced is left behind: a leader never waits for a phantom.
+    assert observer.group._coming == 0
