@@ -21,7 +21,9 @@ test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 # Benchmarks, never part of `make test`: installs wrk and nginx if missing (Debian, as
-# root), runs every scenario and ratio (~7 min), writes bench/results/latest.md.
+# root), runs every scenario and ratio (~7 min), writes bench/results/latest.md; then
+# the streams' figures (~3 min, bench/results/streams.md) and NAB in process and over
+# HTTP (~1 min).
 # Durations: BENCH_SECONDS, BENCH_WRK_SECONDS, BENCH_ROUNDS (see bench/run.py).
 .PHONY: bench
 bench: $(STAMP)
@@ -29,6 +31,8 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 	$(BIN)/python bench/record_latency.py
 	$(BIN)/python bench/healthcheck_p95.py
+	$(BIN)/python bench/streams.py
+	$(BIN)/python bench/nab.py --mode both
 
 # Not in CI: 10 minutes of mixed load (SOAK_SECONDS to change), memory/fds/readers.
 .PHONY: soak

@@ -21,6 +21,7 @@ from anomalyd.api.metrics import MetricsResource
 from anomalyd.api.plot import PlotResource
 from anomalyd.api.predict import BatchPredictResource, PredictResource
 from anomalyd.api.series import SeriesCollection, SeriesItem
+from anomalyd.api.streams import add_stream_routes
 from anomalyd.auth import BearerAuth
 from anomalyd.plot import drawing_of
 from anomalyd.session import Sessions
@@ -35,6 +36,8 @@ _TIMED = {
     ("/predict/{series_id}", "POST"): "inference",
     ("/predict/{series_id}/batch", "POST"): "batch_inference",
     ("/fit/{series_id}", "POST"): "training",
+    ("/observe/{series_id}", "POST"): "observe",
+    ("/observe/{series_id}/batch", "POST"): "batch_observe",
 }
 
 
@@ -113,6 +116,7 @@ def create_app(
     )
     app.add_route("/series", SeriesCollection(store))
     app.add_route("/series/{series_id}", SeriesItem(store))
+    add_stream_routes(app, settings, store, stats)
     app.add_route("/healthcheck", HealthResource(store, stats))
     app.add_route("/metrics", MetricsResource(store, stats))
     app.add_route("/", DashboardResource(store))

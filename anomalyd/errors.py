@@ -16,6 +16,7 @@ from anomalyd.store import (
     StoreUnavailable,
     VersionNotFound,
 )
+from anomalyd.streams import InvalidPoints, KeyReused, PointsOutOfOrder, StreamNotFound
 
 _encode = msgspec.json.Encoder().encode
 log = logging.getLogger("anomalyd")
@@ -55,6 +56,10 @@ def _not_found(req, resp, exc, params):
     raise falcon.HTTPNotFound(title="Not found", description=str(exc))
 
 
+def _conflict(req, resp, exc, params):
+    raise falcon.HTTPConflict(title="Conflict", description=str(exc))
+
+
 def _store_full(req, resp, exc, params):
     raise falcon.HTTPError(
         falcon.HTTP_507, title="Insufficient storage", description=str(exc)
@@ -92,7 +97,9 @@ def _malformed(req, resp, exc, params):
 def install(app: falcon.App) -> None:
     app.set_error_serializer(_serialize)
     app.add_error_handler(msgspec.DecodeError, _decode_error)
-    app.add_error_handler((SeriesNotFound, VersionNotFound), _not_found)
+    app.add_error_handler((SeriesNotFound, VersionNotFound, StreamNotFound), _not_found)
+    app.add_error_handler(PointsOutOfOrder, _conflict)
+    app.add_error_handler((InvalidPoints, KeyReused), _invalid)
     app.add_error_handler(StoreFull, _store_full)
     app.add_error_handler(StoreUnavailable, _unavailable)
     app.add_error_handler(CorruptRecord, _corrupt)

@@ -49,6 +49,11 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     max_inflight_bytes: Annotated[int, msgspec.Meta(ge=MiB, le=64 * GiB)] = 128 * MiB
     access_log: Annotated[str, msgspec.Meta(min_length=1)] | None = None
     max_large_requests: Annotated[int, msgspec.Meta(ge=0, le=64)] = 1
+    # Streams (anomalyd.online's proposed defaults; tests/test_streams_domain.py checks).
+    stream_threshold: Annotated[float, msgspec.Meta(gt=0, le=1)] = 0.51
+    stream_warmup: Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)] = 200
+    stream_history: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 2000
+    stream_direction: Literal["upper", "lower", "both"] = "both"
 
     def __post_init__(self) -> None:
         # A ValueError here is a ValidationError of msgspec.convert, message unchanged.
@@ -94,6 +99,16 @@ HELP: dict[str, str] = {
     "max_large_requests": (
         "requests with a body over 1 MiB one worker runs at once (at most threads "
         "- 1); more get 503 with Retry-After. 0: no limit"
+    ),
+    "stream_threshold": (
+        "score in (0, 1] from which a stream's point is an anomaly (new streams; "
+        "PUT /streams/{id} changes one stream's)"
+    ),
+    "stream_warmup": "first points of a new stream that are never anomalies",
+    "stream_history": "points kept per stream for /streams/{id}/points and plots",
+    "stream_direction": (
+        "deviations a new stream scores: upper, lower or both (PUT /streams/{id} "
+        "changes one stream's)"
     ),
 }
 

@@ -54,7 +54,7 @@ EDGES = np.array(_EDGE_LIST)
 # Bucket i holds (EDGES[i-1], EDGES[i]]: the index of the first edge at or above.
 _BUCKET_OF = functools.partial(bisect.bisect_left, _EDGE_LIST)
 
-HISTOGRAMS = ("inference", "batch_inference", "training")
+HISTOGRAMS = ("inference", "batch_inference", "training", "observe", "batch_observe")
 ROUTES = (
     "/",
     "/fit/{series_id}",
@@ -66,8 +66,16 @@ ROUTES = (
     "/metrics",
     "/openapi.json",
     "/plot",
+    "/observe/{series_id}",
+    "/observe/{series_id}/batch",
+    "/streams",
+    "/streams/{series_id}",
+    "/streams/{series_id}/points",
+    "/streams/{series_id}/anomalies",
     "other",
 )
+# Plain counters, summed over slots like the request counters.
+COUNTERS = ("points_observed", "episodes_opened")
 METHODS = ("GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS", "other")
 # 0 stands for any status not listed.
 STATUSES = (
@@ -80,11 +88,13 @@ for _i, _status in enumerate(STATUSES[:-1]):
     _STATUS_OFFSET[_status] = _i
 
 # Slot layout, in 8-byte words: per histogram N_BUCKETS counts (u64) and one sum
-# (f64, seconds); then one request counter (u64) per route, method and status.
+# (f64, seconds); then one request counter (u64) per route, method and status; then
+# one word (u64) per name in COUNTERS.
 _HIST_WORDS = N_BUCKETS + 1
 _REQUESTS_AT = len(HISTOGRAMS) * _HIST_WORDS
 _REQUEST_WORDS = len(ROUTES) * len(METHODS) * len(STATUSES)
-SLOT_WORDS = _REQUESTS_AT + _REQUEST_WORDS
+_COUNTERS_AT = _REQUESTS_AT + _REQUEST_WORDS
+SLOT_WORDS = _COUNTERS_AT + len(COUNTERS)
 SLOT_BYTES = SLOT_WORDS * 8
 # Slot 0 belongs to the master; its first word counts worker restarts. Thread slots of
 # worker slot w are 1 + w * threads ... (w + 1) * threads.
@@ -116,6 +126,11 @@ def counter_of(route: str, method: str) -> int:
     r = ROUTES.index(route) if route in ROUTES else len(ROUTES) - 1
     m = METHODS.index(method) if method in METHODS else len(METHODS) - 1
     return _REQUESTS_AT + (r * len(METHODS) + m) * len(STATUSES)
+
+
+def counter_word(name: str) -> int:
+    """Where counter ``name`` (one of ``COUNTERS``) is in a slot."""
+    return _COUNTERS_AT + COUNTERS.index(name)
 
 
 def histogram_of(name: str | None) -> int:
@@ -289,6 +304,14 @@ class Stats:
             words[histogram + _bucket(seconds)] += 1
             floats[histogram + N_BUCKETS] += seconds
 
+    def add(self, word: int, n: int) -> None:
+        """Add ``n`` to the counter at ``word`` (``counter_word``) of this thread."""
+        try:
+            words = self._local.views[0]
+        except AttributeError:
+            words = self._claim()[0]
+        words[word] += n
+
     def record_restart(self) -> None:
         """Master only: a worker died without being asked to and is replaced."""
         self._words[_RESTARTS_WORD] += 1
@@ -320,7 +343,7 @@ class Stats:
     ) -> dict[tuple[str, str, int], int]:
         """Non-zero request counts by (route, method, status); status 0 is "other"."""
         rows = self._snapshot() if snapshot is None else snapshot
-        totals = rows[:, _REQUESTS_AT:].sum(axis=0, dtype=np.uint64)
+        totals = rows[:, _REQUESTS_AT:_COUNTERS_AT].sum(axis=0, dtype=np.uint64)
         out: dict[tuple[str, str, int], int] = {}
         for flat in np.flatnonzero(totals):
             route_method, s = divmod(int(flat), len(STATUSES))
@@ -328,10 +351,15 @@ class Stats:
             out[(ROUTES[r], METHODS[m], STATUSES[s])] = int(totals[flat])
         return out
 
+    def total(self, name: str, snapshot: np.ndarray | None = None) -> int:
+        """Counter ``name`` summed over every slot."""
+        rows = self._snapshot() if snapshot is None else snapshot
+        return int(rows[:, counter_word(name)].sum(dtype=np.uint64))
+
     def worker_requests(self, snapshot: np.ndarray | None = None) -> list[int]:
         """Requests answered by each worker slot, over every worker that held it."""
         rows = self._snapshot() if snapshot is None else snapshot
-        per_thread = rows[:, _REQUESTS_AT:].sum(axis=1, dtype=np.uint64)
+        per_thread = rows[:, _REQUESTS_AT:_COUNTERS_AT].sum(axis=1, dtype=np.uint64)
         per_worker = per_thread.reshape(self.worker_slots, self.threads).sum(axis=1)
         return [int(n) for n in per_worker]
 

@@ -17,9 +17,13 @@ A row whose timestamp is earlier than the row before it (one row of NAB's
 machine_temperature file) is sent with the previous row's timestamp: a stream refuses
 points that go back in time, and the detector only uses timestamps for their order.
 
-Over HTTP (a real ``anomalyd serve``, POST /observe/{id}/batch in batches of 100): the
-streams service does not exist yet; that mode goes in ``replay_http`` next to
-``replay_in_process`` below, and ``--mode http`` is added with it.
+``--mode http`` replays the same points through a real ``anomalyd serve`` (default
+settings, a temporary data directory, started here): one stream per file, POST
+/observe/{id}/batch in batches of ``--http-batch`` (default 100), four files at a
+time, and scores the answers the service gave. ``--mode both`` does both and checks
+that every score is the same, bit for bit, in process and over HTTP.
+
+    .venv/bin/python bench/nab.py --mode both
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 from anomalyd import online
 
@@ -101,6 +106,51 @@ def replay_in_process(
     return scores, spent
 
 
+def stream_id(rel: str) -> str:
+    """A stream id for a NAB file: ``realKnownCause:machine_temperature...csv``."""
+    return rel.replace("/", ":")
+
+
+def replay_http(
+    corpus: dict, direction: str, batch: int, warmup: int
+) -> tuple[dict[str, np.ndarray], float]:
+    """Scores of every file replayed through a real ``anomalyd serve``, and the
+    seconds the replay took (wall clock, four files at a time)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import requests
+    from _server import Anomalyd
+
+    def replay(url: str, rel: str, stamps: np.ndarray, values: np.ndarray):
+        stream = stream_id(rel)
+        scores: list[float] = []
+        with requests.Session() as session:
+            put = session.put(f"{url}/streams/{stream}", json={"direction": direction})
+            put.raise_for_status()
+            for start in range(0, values.size, batch):
+                body = {
+                    "timestamps": stamps[start : start + batch].tolist(),
+                    "values": values[start : start + batch].tolist(),
+                }
+                r = session.post(f"{url}/observe/{stream}/batch", json=body, timeout=60)
+                if r.status_code != 200:
+                    raise RuntimeError(
+                        f"{rel} at row {start}: {r.status_code} {r.text}"
+                    )
+                scores += r.json()["score"]
+        out = np.array(scores, dtype=np.float64)
+        out[:warmup] = 0.0
+        return rel, out
+
+    with Anomalyd() as server, ThreadPoolExecutor(4) as pool:
+        t0 = time.perf_counter()
+        found = dict(
+            pool.map(lambda item: replay(server.url, item[0], *item[1]), corpus.items())
+        )
+        spent = time.perf_counter() - t0
+    return found, spent
+
+
 def bare_loop_us(corpus: dict) -> float:
     """Time per point of the least a per-point Python loop costs: a sum of floats."""
     values = [v for _, series in corpus.values() for v in series.tolist()]
@@ -133,7 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch", type=int, default=1000, help="points per observe call")
     ap.add_argument("--per-file", action="store_true", help="standard profile per file")
     ap.add_argument("--write-scores", type=Path, help="write the scores as JSON here")
+    ap.add_argument(
+        "--mode",
+        choices=("process", "http", "both"),
+        default="process",
+        help="replay in this process, through a real anomalyd serve, or both",
+    )
+    ap.add_argument("--http-batch", type=int, default=100, help="points per request")
     args = ap.parse_args(argv)
+    if args.mode != "process":
+        return main_http(args)
 
     scorer = load_scorer(args.nab)
     corpus = load_corpus(args.nab)
@@ -176,6 +235,60 @@ def main(argv: list[str] | None = None) -> int:
         with open(args.write_scores, "w") as fh:
             json.dump({rel: s.tolist() for rel, s in results.items()}, fh)
         print(f"scores written to {args.write_scores}")
+    return 0
+
+
+def main_http(args: argparse.Namespace) -> int:
+    scorer = load_scorer(args.nab)
+    corpus = load_corpus(args.nab)
+    n_points = sum(values.size for _, values in corpus.values())
+    runs: dict[str, dict[str, np.ndarray]] = {}
+    if args.mode == "both":
+        runs["in process"] = {
+            rel: replay_in_process(
+                stamps, values, args.direction, args.batch, args.warmup
+            )[0]
+            for rel, (stamps, values) in corpus.items()
+        }
+    runs["over HTTP"], seconds = replay_http(
+        corpus, args.direction, args.http_batch, args.warmup
+    )
+    print(
+        f"direction {args.direction}, warm-up {args.warmup} points, threshold "
+        f"{args.threshold}; in process in batches of {args.batch}, over HTTP "
+        f"(anomalyd serve, default settings) in batches of {args.http_batch}"
+    )
+    reports = {
+        name: scorer.score(scores, threshold=args.threshold, nab_dir=str(args.nab))
+        for name, scores in runs.items()
+    }
+    print()
+    print("| profile | " + " | ".join(reports) + " |")
+    print("|---|" + "---:|" * len(reports))
+    for profile in scorer.PROFILES:
+        row = " | ".join(
+            f"{r['profiles'][profile]['normalised']:.2f}" for r in reports.values()
+        )
+        print(f"| {profile} | {row} |")
+    print()
+    for name, report in reports.items():
+        print(f"{name}:")
+        print(scorer.format_report(report, per_file=args.per_file))
+    if args.mode == "both":
+        same = all(
+            np.array_equal(runs["in process"][rel], runs["over HTTP"][rel])
+            for rel in corpus
+        )
+        print(
+            f"scores identical in process and over HTTP: {'yes' if same else 'NO'} "
+            f"({n_points:,} points, {len(corpus)} files)"
+        )
+        if not same:
+            return 1
+    print(
+        f"over HTTP: {n_points:,} points in {seconds:.1f} s "
+        f"({n_points / seconds:,.0f} points/s, 4 clients, batches of {args.http_batch})"
+    )
     return 0
 
 

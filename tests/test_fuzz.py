@@ -214,6 +214,14 @@ OPERATIONS = [
     ("GET", "/plot"),
     ("GET", "/healthcheck"),
     ("GET", "/metrics"),
+    ("POST", "/observe/{series_id}"),
+    ("POST", "/observe/{series_id}/batch"),
+    ("GET", "/streams"),
+    ("PUT", "/streams/{series_id}"),
+    ("GET", "/streams/{series_id}"),
+    ("DELETE", "/streams/{series_id}"),
+    ("GET", "/streams/{series_id}/points"),
+    ("GET", "/streams/{series_id}/anomalies"),
 ]
 # Operations without inputs have nothing to make invalid.
 NO_INPUTS = {("GET", "/"), ("GET", "/healthcheck"), ("GET", "/metrics")}
@@ -230,6 +238,10 @@ def live(tmp_path_factory):
     for _ in range(2):
         body = {"timestamps": [1, 2, 3], "values": [1.0, 2.0, 4.0]}
         assert s.post("/fit/sensor_01", body).ok
+    # And a stream with points and an episode.
+    s.session.put(s.url + "/streams/sensor_01", json={"warmup": 0, "threshold": 0.2})
+    body = {"timestamps": [1, 2, 3, 4], "values": [1.0, 2.0, 1.5, 90.0]}
+    assert s.post("/observe/sensor_01/batch", body).ok
     yield s
     print(
         f"\nschemathesis: {len({label.split(' (')[0] for label in calls})} "

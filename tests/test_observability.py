@@ -107,6 +107,8 @@ def test_every_worker_counts_and_a_killed_worker_loses_nothing(tmp_path, make_se
         "series_trained": 0,
         "inference_latency_ms": zero,
         "training_latency_ms": zero,
+        "streams": 0,
+        "observe_latency_ms": zero,
     }
 
     for series_id in ("a", "b", "a"):
@@ -227,6 +229,12 @@ CONTRACT = {
     "/metrics": {"get"},
     "/openapi.json": {"get"},
     "/plot": {"get"},
+    "/observe/{series_id}": {"post"},
+    "/observe/{series_id}/batch": {"post"},
+    "/streams": {"get"},
+    "/streams/{series_id}": {"put", "get", "delete"},
+    "/streams/{series_id}/points": {"get"},
+    "/streams/{series_id}/anomalies": {"get"},
 }
 
 

@@ -15,7 +15,8 @@ import falcon
 import msgspec
 
 import anomalyd
-from anomalyd import schemas
+from anomalyd import schemas, stream_schemas
+from anomalyd.api import stream_docs
 from anomalyd.api.common import MAX_PAGE
 from anomalyd.api.docs_bodies import (
     CSV_BODY,
@@ -39,6 +40,7 @@ _BODY_TYPES = (
     schemas.DeleteResponse,
     Health,
     schemas.ErrorBody,
+    *stream_schemas.BODY_TYPES,
 )
 
 # The short description GET / gives to clients that do not ask for HTML.
@@ -85,6 +87,7 @@ _ERRORS = {
     "removed or replaced under the running service. The description says which.",
     507: "No room: the store is (nearly) full, map_size reached, or the disk holding "
     "it is full. The description says which; existing models still answer.",
+    **stream_docs.ERRORS,
 }
 
 
@@ -155,6 +158,7 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
     when an api_token is configured, ``min_points`` the fewest points a fit takes."""
     _, components = msgspec.json.schema_components(_BODY_TYPES, ref_template=_REF)
     add_checks_made_after_decoding(components, min_points)
+    stream_docs.add_checks_made_after_decoding(components)
     components["ServiceDescription"] = _SERVICE_DESCRIPTION
     series_id_schema = msgspec.json.schema(schemas.SeriesId)
     version_schema = {"type": "string", "pattern": schemas.VERSION_RE.pattern}
@@ -323,6 +327,7 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
             )
         },
     }
+    paths.update(stream_docs.stream_paths(op, series_id_path, limit_query, after_query))
     if token_required:
         add_login_paths(paths)
     document: dict[str, Any] = {

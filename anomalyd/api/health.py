@@ -16,6 +16,7 @@ import numpy as np
 from anomalyd import schemas
 from anomalyd.stats import Stats
 from anomalyd.store import Store
+from anomalyd.store.stream_reads import count_streams
 
 
 class Latency(msgspec.Struct):
@@ -31,6 +32,8 @@ class Health(msgspec.Struct):
     series_trained: int
     inference_latency_ms: Latency
     training_latency_ms: Latency
+    streams: int
+    observe_latency_ms: Latency
 
 
 def latency_ms(stats: Stats, name: str, snapshot: np.ndarray | None = None) -> Latency:
@@ -62,6 +65,8 @@ class HealthResource:
                 series_trained,
                 latency_ms(self._stats, "inference", snapshot),
                 latency_ms(self._stats, "training", snapshot),
+                count_streams(self._store),
+                latency_ms(self._stats, "observe", snapshot),
             )
         )
         resp.cache_control = ["no-store"]

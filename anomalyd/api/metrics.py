@@ -6,6 +6,7 @@ import falcon
 
 from anomalyd.stats import HISTOGRAMS, PROMETHEUS_EDGES, Stats
 from anomalyd.store import Store
+from anomalyd.store.stream_reads import count_streams
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
@@ -18,6 +19,10 @@ _HISTOGRAM_HELP = {
     "request fully received, in seconds.",
     "training": "Time inside the service handling fits, from the request fully "
     "received, durable commit included, in seconds.",
+    "observe": "Time inside the service handling single-point observes, from the "
+    "request fully received, durable commit included, in seconds.",
+    "batch_observe": "Time inside the service handling batch observes, from the "
+    "request fully received, durable commit included, in seconds.",
 }
 
 
@@ -68,6 +73,18 @@ def render(store: Store, stats: Stats) -> str:
         "# HELP anomalyd_store_size_bytes Bytes of the LMDB map in use.",
         "# TYPE anomalyd_store_size_bytes gauge",
         f"anomalyd_store_size_bytes {store.size_bytes()}",
+        "# HELP anomalyd_streams Streams in the store.",
+        "# TYPE anomalyd_streams gauge",
+        f"anomalyd_streams {count_streams(store)}",
+        "# HELP anomalyd_points_observed_total Points learned by streams.",
+        "# TYPE anomalyd_points_observed_total counter",
+        f"anomalyd_points_observed_total {stats.total('points_observed', snapshot)}",
+        "# HELP anomalyd_anomaly_episodes_opened_total Anomaly episodes opened.",
+        "# TYPE anomalyd_anomaly_episodes_opened_total counter",
+        (
+            "anomalyd_anomaly_episodes_opened_total "
+            f"{stats.total('episodes_opened', snapshot)}"
+        ),
         (
             "# HELP anomalyd_worker_restarts_total Workers that exited without being "
             "asked to and were replaced."

@@ -1,0 +1,192 @@
+"""Reads of the streams' tables for the routes; the layout is described in
+``anomalyd.store.streams``, whose ``StreamTables`` these methods are part of."""
+
+from __future__ import annotations
+
+import struct
+
+import msgspec
+import numpy as np
+
+from anomalyd.store.base import StoreBase
+from anomalyd.store.errors import CorruptRecord
+from anomalyd.streams import EPISODES_KEPT, Episode, StreamNotFound, StreamRecord
+
+BLOCK_POINTS = 32
+ROW = struct.Struct("<qddB")
+ROW_DTYPE = np.dtype([("t", "<i8"), ("v", "<f8"), ("s", "<f8"), ("a", "u1")])
+BLOCK_BYTES = BLOCK_POINTS * ROW.size
+NUMBER = struct.Struct(">Q")
+COUNT = struct.Struct("<Q")
+KEY_HEAD = struct.Struct("<Q16s")
+STREAMS_COUNT = b"streams"
+
+_encode = msgspec.msgpack.Encoder().encode
+_record = msgspec.msgpack.Decoder(StreamRecord).decode
+_episode = msgspec.msgpack.Decoder(Episode).decode
+
+
+def numbered(series_key: bytes, number: int) -> bytes:
+    return series_key + b"\x00" + NUMBER.pack(number)
+
+
+def decode_record(raw: bytes, series_key: bytes) -> StreamRecord:
+    try:
+        return _record(raw)
+    except msgspec.DecodeError as exc:
+        raise CorruptRecord(
+            f"the stored record of stream {series_key.decode()!r} is corrupt ({exc}); "
+            "other streams are unaffected (DELETE /streams/{id} removes it)"
+        ) from None
+
+
+def count_streams(store: StoreBase) -> int:
+    """How many streams the store holds (a counter: no scan)."""
+    meta = store.open_db(b"meta")
+    with store.env.begin() as txn:
+        raw = txn.get(STREAMS_COUNT, db=meta)
+    return COUNT.unpack(raw)[0] if raw is not None else 0
+
+
+class StreamReads:
+    """The read side of ``StreamTables`` (its tables are opened there)."""
+
+    store: StoreBase
+    env: object
+    history: int
+    streams: object
+    points_db: object
+    episodes_db: object
+
+    def record(self, series_id: str) -> StreamRecord:
+        with self.env.begin() as txn:
+            raw = txn.get(series_id.encode(), db=self.streams)
+        if raw is None:
+            raise StreamNotFound(f"stream {series_id!r} is not known")
+        return decode_record(raw, series_id.encode())
+
+    def count(self) -> int:
+        return count_streams(self.store)
+
+    def list(
+        self, limit: int, after: str | None
+    ) -> tuple[list[tuple[str, StreamRecord]], str | None]:
+        """Up to ``limit`` streams after ``after`` in id order, and the next cursor."""
+        page: list[tuple[str, StreamRecord]] = []
+        with self.env.begin() as txn:
+            cursor = txn.cursor(db=self.streams)
+            if not cursor.set_range(after.encode() + b"\x00" if after else b""):
+                return page, None
+            for key, raw in cursor:
+                if len(page) == limit:
+                    return page, page[-1][0]
+                page.append((key.decode(), decode_record(raw, key)))
+        return page, None
+
+    def points(
+        self, series_id: str, since: int | None, start: int, limit: int
+    ) -> tuple[np.ndarray, int | None]:
+        """Retained points with seq >= ``start`` and timestamp >= ``since``, oldest
+        first, at most ``limit`` (a ``ROW_DTYPE`` array), and the seq to go on from
+        (None: no more)."""
+        series_key = series_id.encode()
+        with self.env.begin() as txn:
+            raw = txn.get(series_key, db=self.streams)
+            if raw is None:
+                raise StreamNotFound(f"stream {series_id!r} is not known")
+            record = decode_record(raw, series_key)
+            end = record.points
+            seq = max(start, end - self.history, record.history_from * BLOCK_POINTS)
+            if since is not None and seq < end:
+                # Timestamps never go back: ``since`` cuts a prefix of the history.
+                seq = self._first_since(txn, series_key, seq, end, since)
+            first = seq
+            parts = []
+            found = 0
+            while seq < end and found <= limit:
+                block, row = divmod(seq, BLOCK_POINTS)
+                rows = self._block(txn, series_key, block)[
+                    row : row + limit + 1 - found
+                ]
+                if not len(rows):
+                    raise CorruptRecord(
+                        f"the history of stream {series_id!r} is short (block {block})"
+                    )
+                parts.append(rows.copy())
+                found += len(rows)
+                seq += len(rows)
+        rows = np.concatenate(parts) if parts else np.empty(0, ROW_DTYPE)
+        if found <= limit:
+            return rows, None
+        return rows[:limit], first + limit
+
+    def _block(self, txn, series_key: bytes, block: int) -> np.ndarray:
+        data = txn.get(numbered(series_key, block), db=self.points_db)
+        if data is None or len(data) % ROW.size:
+            raise CorruptRecord(
+                f"the history of stream {series_key.decode()!r} is corrupt (block "
+                f"{block}); other streams are unaffected (DELETE /streams/{{id}} "
+                "removes it)"
+            )
+        return np.frombuffer(data, ROW_DTYPE)
+
+    def _first_since(self, txn, series_key: bytes, seq: int, end: int, since: int):
+        """The first seq at or after ``seq`` whose timestamp is >= ``since``."""
+        lo, hi = seq // BLOCK_POINTS, (end - 1) // BLOCK_POINTS
+        # The last block whose first timestamp is before ``since`` (or the first).
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self._block(txn, series_key, mid)["t"][0] < since:
+                lo = mid
+            else:
+                hi = mid - 1
+        while lo * BLOCK_POINTS < end:
+            stamps = self._block(txn, series_key, lo)["t"]
+            at = max(seq - lo * BLOCK_POINTS, 0)
+            i = at + int(np.searchsorted(stamps[at:], since, side="left"))
+            if i < len(stamps):
+                return lo * BLOCK_POINTS + i
+            lo += 1
+        return end
+
+    def episodes(
+        self, series_id: str, since: int | None, start: int, limit: int
+    ) -> tuple[list[Episode], int | None]:
+        """Kept episodes numbered >= ``start`` that start at or after ``since``,
+        oldest first, at most ``limit``, and the number to go on from (None: no
+        more)."""
+        series_key = series_id.encode()
+        with self.env.begin() as txn:
+            raw = txn.get(series_key, db=self.streams)
+            if raw is None:
+                raise StreamNotFound(f"stream {series_id!r} is not known")
+            last = decode_record(raw, series_key).episodes
+            number = max(start, last - EPISODES_KEPT + 1, 1)
+            if since is not None:
+                # Episodes start in number order: bisect for the first at or after.
+                lo, hi = number, last + 1
+                while lo < hi:
+                    mid = (lo + hi) // 2
+                    if self._episode(txn, series_key, mid).start < since:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                number = lo
+            found = [
+                self._episode(txn, series_key, n)
+                for n in range(number, min(last, number + limit - 1) + 1)
+            ]
+        following = number + limit if number + limit <= last else None
+        return found, following
+
+    def _episode(self, txn, series_key: bytes, number: int) -> Episode:
+        raw = txn.get(numbered(series_key, number), db=self.episodes_db)
+        try:
+            if raw is None:
+                raise msgspec.DecodeError("missing")
+            return _episode(raw)
+        except msgspec.DecodeError as exc:
+            raise CorruptRecord(
+                f"episode {number} of stream {series_key.decode()!r} is corrupt or "
+                f"missing ({exc}); other streams are unaffected"
+            ) from None
