@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from anomalyd import ingest
 from anomalyd import timestamps as ts
 from anomalyd.detectors import InvalidTrainingData
 
@@ -75,8 +76,7 @@ def decode(
         ) from None
     if n < min_points:
         raise InvalidTrainingData(
-            f"the CSV body has {n} rows of data; at least min_points={min_points} "
-            "are needed"
+            f"the CSV body has {n} rows of data; {ingest.needed(min_points)} are needed"
         )
     return (stamps[:n].copy() if keep_timestamps else None), values[:n].copy()
 

@@ -232,8 +232,18 @@ def check_lengths(count: int, n: int, min_points: int) -> None:
         )
     if n < min_points:
         raise InvalidTrainingData(
-            f"$.values has {n} points; at least min_points={min_points} are needed"
+            f"$.values has {n} points; {needed(min_points)} are needed"
         )
+
+
+def needed(min_points: int) -> str:
+    """How many points a body needs, in words: a batch needs one, a fit the
+    ``min_points`` setting."""
+    return (
+        "at least one point"
+        if min_points == 1
+        else f"at least {min_points} (min_points)"
+    )
 
 
 def _fill_plain(out, items: list, offset: int, numbers: bool) -> None:

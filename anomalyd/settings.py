@@ -7,6 +7,7 @@ test checks that the README mentions each one.
 from __future__ import annotations
 
 import difflib
+import math
 import os
 import tomllib
 from typing import Annotated, Any, Literal
@@ -231,6 +232,22 @@ def requirement(field: str, exc: Exception | None = None) -> str:
             f"must be a whole number{unit} from {_amount(field, low)} "
             f"to {_amount(field, high)}"
         )
+    if isinstance(kind, msgspec.inspect.FloatType):
+        bounds = [
+            f"{word} {limit:g}"
+            for word, limit in (
+                ("above", kind.gt),
+                ("from", kind.ge),
+                ("up to", kind.le),
+                ("below", kind.lt),
+            )
+            if limit is not None
+        ]
+        return (
+            "must be a number"
+            + "".join(f" {b}" for b in bounds[:1])
+            + "".join(f" and {b}" for b in bounds[1:])
+        )
     if isinstance(kind, msgspec.inspect.LiteralType):
         return "must be one of " + ", ".join(str(v) for v in kind.values)
     if isinstance(kind, msgspec.inspect.BoolType):
@@ -276,6 +293,8 @@ def toml_value(value: object) -> str:
         return "true" if value else "false"
     if isinstance(value, int):
         return str(value)
+    if isinstance(value, float) and math.isfinite(value):
+        return repr(value)  # the shortest form that reads back as the same float
     if not isinstance(value, str):
         raise TypeError(f"no TOML form for {value!r}")
     escaped = []

@@ -223,7 +223,7 @@ def test_csv_forms_defaults_and_errors(server):
         (b"timestamp,value\n1,2\n2,nan\n3,4\n", 422, ["line 3", "finite"]),
         (b"timestamp,value\n1,2\nsoon,3\n3,4\n", 422, ["line 3, column timestamp"]),
         (b"timestamp,value\n1,2\n2,3,4\n3,4\n", 422, ["line 3", "3 fields"]),
-        (b"timestamp,value\n1,2\n", 422, ["1 rows", "min_points=3"]),
+        (b"timestamp,value\n1,2\n", 422, ["1 rows", "at least 3 (min_points)"]),
         (b"timestamp,value\n1,2\n2,\xff\n", 400, ["UTF-8", "byte 22"]),
     ]
     for data, status, words in bad:

@@ -178,7 +178,7 @@ def test_fit_400_not_json(server, body, words):
         ({"timestamps": [1, 2, 3]}, ["values"]),
         ({"timestamps": [1, 2, 3], "values": [1, 2, 3], "foo": 1}, ["foo"]),
         ({"timestamps": [1, 2], "values": [1, 2, 3]}, ["same length"]),
-        ({"timestamps": [1, 2], "values": [1, 2]}, ["min_points=3"]),
+        ({"timestamps": [1, 2], "values": [1, 2]}, ["at least 3 (min_points)"]),
         ({"timestamps": [1, 2, 3], "values": [4, 4, 4]}, ["standard deviation is 0"]),
         ({"timestamps": [1, -2, 3], "values": [1, 2, 3]}, ["$.timestamps[1]"]),
         (

@@ -183,6 +183,10 @@ BAD_VALUES = {
         "of bytes from 1048576 (1 MiB) to 68719476736 (64 GiB)",
     ),
     "access_log": ("", "a non-empty string"),
+    "stream_threshold": ("0", "must be a number above 0 and up to 1"),
+    "stream_warmup": ("-1", "a whole number from 0 to 1000000000"),
+    "stream_history": ("0", "a whole number from 1 to 1000000"),
+    "stream_direction": ("up", "one of both, lower, upper"),
     "max_large_requests": (-1, "a whole number from 0 to 64"),
 }
 
