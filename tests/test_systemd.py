@@ -165,7 +165,9 @@ def test_token_as_a_credential_under_a_dynamic_uid(installed_unit, unprivileged_
         env={**service.env, "PATH": "/usr/bin:/bin"},
     )
     assert checked.returncode == 0, checked.stderr
-    line = next(x for x in checked.stdout.splitlines() if "api_token_file" in x)
+    line = next(
+        x for x in checked.stdout.splitlines() if x.startswith("api_token_file =")
+    )
     assert str(credential) in line and "$CREDENTIALS_DIRECTORY" in line, line
     assert "s3cret" not in checked.stdout
 
