@@ -190,3 +190,52 @@ class StreamReads:
                 f"episode {number} of stream {series_key.decode()!r} is corrupt or "
                 f"missing ({exc}); other streams are unaffected"
             ) from None
+
+    # -- what the plot and the dashboard read ------------------------------------
+
+    def retained(
+        self, series_id: str, since: int | None, until: int | None
+    ) -> tuple[StreamRecord, np.ndarray]:
+        """The stream's record and its retained points with ``since <= timestamp <=
+        until`` (either may be None), oldest first (a ``ROW_DTYPE`` array), read in
+        one transaction so the two agree."""
+        series_key = series_id.encode()
+        with self.env.begin() as txn:
+            raw = txn.get(series_key, db=self.streams)
+            if raw is None:
+                raise StreamNotFound(f"stream {series_id!r} is not known")
+            record = decode_record(raw, series_key)
+            end = record.points
+            seq = max(0, end - self.history, record.history_from * BLOCK_POINTS)
+            if since is not None and seq < end:
+                seq = self._first_since(txn, series_key, seq, end, since)
+            if until is not None and seq < end:
+                end = self._first_since(txn, series_key, seq, end, until + 1)
+            parts = []
+            while seq < end:
+                block, row = divmod(seq, BLOCK_POINTS)
+                rows = self._block(txn, series_key, block)[row : row + end - seq]
+                if not len(rows):
+                    raise CorruptRecord(
+                        f"the history of stream {series_id!r} is short (block {block})"
+                    )
+                parts.append(rows.copy())  # the buffer dies with the transaction
+                seq += len(rows)
+        rows = np.concatenate(parts) if parts else np.empty(0, ROW_DTYPE)
+        return record, rows
+
+    def list_before(self, limit: int, before: str) -> list[tuple[str, StreamRecord]]:
+        """Up to ``limit`` streams whose ids come before ``before``, in id order (the
+        last ones before it)."""
+        page: list[tuple[str, StreamRecord]] = []
+        with self.env.begin() as txn:
+            cursor = txn.cursor(db=self.streams)
+            found = (
+                cursor.prev() if cursor.set_range(before.encode()) else cursor.last()
+            )
+            while found and len(page) < limit:
+                key = cursor.key()
+                page.append((key.decode(), decode_record(cursor.value(), key)))
+                found = cursor.prev()
+        page.reverse()
+        return page
