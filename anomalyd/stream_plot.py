@@ -36,12 +36,14 @@ VALUES = "value"
 ANOMALY = "anomalous point"
 SCORE = "score (right axis)"
 THRESHOLD = "threshold (right axis)"
+WARMUP = "warm-up (no anomalies)"
 
 COLOURS = {
     VALUES: "#1f77b4",
     ANOMALY: "#d62728",
     SCORE: "#9467bd",
     THRESHOLD: "#ff7f0e",
+    WARMUP: "#bbbbbb",
 }
 
 # The left axis has VALUE_STEPS intervals of values on top, one empty interval, and
@@ -53,6 +55,8 @@ SCORE_STEPS = 4
 _GAP = 1
 _STEPS = VALUE_STEPS + _GAP + SCORE_STEPS
 SCORE_TOP = _STEPS / SCORE_STEPS  # the right axis's value at the top of the chart
+# The warm-up is a bar in the empty interval between the bands, in right-axis units.
+_WARMUP_AT = (SCORE_STEPS + _GAP / 2) / SCORE_STEPS
 # With all the history at one instant, the time axis spans this much around it.
 _LONE_SPAN = 3600
 
@@ -142,13 +146,15 @@ def render_stream(
     scores: np.ndarray,
     anomalies: np.ndarray,
     window: tuple[int | None, int | None] = (None, None),
+    warming: int = 0,
     width: int = 1000,
     height: int = 500,
 ) -> bytes:
     """The SVG document (UTF-8 bytes) of a stream's retained points (oldest first).
 
     ``learned``: the points the stream has learned in all; ``window``: the ``since``
-    and ``until`` the points were chosen by (for the title)."""
+    and ``until`` the points were chosen by (for the title); ``warming``: how many
+    of the first points are in the stream's warm-up (drawn as a bar)."""
     n = int(values.shape[0])
     keep = reduce_extremes(values)
     keep_scores = reduce_extremes(scores)
@@ -169,7 +175,7 @@ def render_stream(
     chart_id = hashlib.blake2b(
         f"stream\0{series_id}".encode(), digest_size=8
     ).hexdigest()
-    order = [VALUES, ANOMALY, SCORE, THRESHOLD]
+    order = [VALUES, ANOMALY, SCORE, THRESHOLD] + ([WARMUP] if warming else [])
     if n:
         low, high = float(values.min()), float(values.max())
         exponent = drawing_scale(low, high)
@@ -225,6 +231,7 @@ def render_stream(
             (
                 f"inline:#chart-{chart_id} .series .line.reactive{{stroke-width:1}}"
                 f"#chart-{chart_id} .serie-3 .line.reactive{{stroke-width:2}}"
+                f"#chart-{chart_id} .serie-4 .line.reactive{{stroke-width:6}}"
             ),
         ],
         x_value_formatter=time_label,
@@ -272,4 +279,15 @@ def render_stream(
         secondary=True,
         stroke_style={"dasharray": "8, 5"},
     )
+    if warming:
+        # Up to the first point past it (or the chart's end): no gap between them.
+        ends = [int(timestamps[0]), int(timestamps[warming]) if warming < n else last]
+        if ends[0] == ends[1]:
+            ends = [first, last]  # every point at one instant: the padded axis
+        chart.add(
+            WARMUP,
+            [(ends[0], _WARMUP_AT), (ends[1], _WARMUP_AT)],
+            show_dots=False,
+            secondary=True,
+        )
     return chart.render()

@@ -93,7 +93,7 @@ class StreamPlot:
                 resp.etag = etag
                 resp.status = falcon.HTTP_304
                 return
-        record, rows = self._tables.retained(stream, since, until)
+        record, rows, first = self._tables.retained(stream, since, until)
         resp.etag = stream_plot_etag(stream, record, since, until, self._tables.history)
         resp.content_type = SVG
         resp.data = render_stream(
@@ -105,4 +105,6 @@ class StreamPlot:
             rows["s"],
             rows["a"].astype(bool),
             (since, until),
+            # The first points of the stream are its warm-up: never anomalies.
+            warming=max(0, min(len(rows), record.config.warmup - first)),
         )

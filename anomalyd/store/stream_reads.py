@@ -195,10 +195,11 @@ class StreamReads:
 
     def retained(
         self, series_id: str, since: int | None, until: int | None
-    ) -> tuple[StreamRecord, np.ndarray]:
-        """The stream's record and its retained points with ``since <= timestamp <=
-        until`` (either may be None), oldest first (a ``ROW_DTYPE`` array), read in
-        one transaction so the two agree."""
+    ) -> tuple[StreamRecord, np.ndarray, int]:
+        """The stream's record, its retained points with ``since <= timestamp <=
+        until`` (either may be None), oldest first (a ``ROW_DTYPE`` array), and the
+        learn order (seq) of the first of them, read in one transaction so they
+        agree."""
         series_key = series_id.encode()
         with self.env.begin() as txn:
             raw = txn.get(series_key, db=self.streams)
@@ -211,6 +212,7 @@ class StreamReads:
                 seq = self._first_since(txn, series_key, seq, end, since)
             if until is not None and seq < end:
                 end = self._first_since(txn, series_key, seq, end, until + 1)
+            first = seq
             parts = []
             while seq < end:
                 block, row = divmod(seq, BLOCK_POINTS)
@@ -222,7 +224,7 @@ class StreamReads:
                 parts.append(rows.copy())  # the buffer dies with the transaction
                 seq += len(rows)
         rows = np.concatenate(parts) if parts else np.empty(0, ROW_DTYPE)
-        return record, rows
+        return record, rows, first
 
     def list_before(self, limit: int, before: str) -> list[tuple[str, StreamRecord]]:
         """Up to ``limit`` streams whose ids come before ``before``, in id order (the
