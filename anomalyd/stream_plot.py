@@ -85,6 +85,32 @@ def value_ticks(low: float, high: float) -> tuple[float, float]:
         step = nice_step(step * 1.001)
 
 
+# Steps of the time axis's labels, in seconds: the first that gives at most
+# TIME_LABELS labels is used, from a multiple of it (UTC midnight for whole days).
+_DAY = 86_400
+TIME_STEPS = (1, 5, 10, 30, 60, 300, 900, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
+TIME_STEPS += tuple(d * _DAY for d in (1, 2, 7, 14, 28, 91, 182, 364))
+TIME_LABELS = 8
+
+
+def time_ticks(first: int, last: int) -> tuple[list[int], str]:
+    """Round times for the labels of the time axis, and their strftime format."""
+    span = last - first
+    # At most span // step + 1 multiples of the step fall between the ends.
+    step = next((s for s in TIME_STEPS if span // s < TIME_LABELS), None)
+    if step is None:
+        year = TIME_STEPS[-1]
+        step = math.ceil(span / (TIME_LABELS - 1) / year) * year
+    start = -(-first // step) * step
+    if step % _DAY == 0:
+        form = "%Y-%m-%d"
+    elif step % 60 == 0:
+        form = "%Y-%m-%d %H:%M"
+    else:
+        form = "%Y-%m-%d %H:%M:%S"
+    return list(range(start, last + 1, step)), form
+
+
 def title_text(
     series_id: str,
     config: StreamConfig,
@@ -205,6 +231,8 @@ def render_stream(
         if first == last:
             first, last = first - _LONE_SPAN, last + _LONE_SPAN
             options["xrange"] = (first, last)
+        options["x_labels"], form = time_ticks(first, last)
+        options["x_value_formatter"] = lambda x: x.strftime(form)
     else:
         # pygal would draw empty axes from 0 to 1 and dates of 1970.
         options = {
@@ -234,7 +262,6 @@ def render_stream(
                 f"#chart-{chart_id} .serie-4 .line.reactive{{stroke-width:6}}"
             ),
         ],
-        x_value_formatter=time_label,
         value_formatter=_score_label,
         x_label_rotation=20,
         truncate_label=-1,
@@ -245,7 +272,7 @@ def render_stream(
         tooltip_fancy_mode=False,
         explicit_size=True,
         no_data_text="no points to draw",
-        **({"show_x_guides": True} | options),
+        **({"show_x_guides": True, "x_value_formatter": time_label} | options),
     )
     chart.uuid = chart_id
     chart.add_xml_filter(strip_dynamic)

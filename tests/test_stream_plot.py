@@ -117,6 +117,28 @@ def test_values_anomalies_score_and_threshold_are_drawn():
     assert [x for x in d.left if x] == ["46", "48", "50", "52", "54", "56"]
 
 
+def test_the_warm_up_is_a_bar_up_to_the_first_point_after_it():
+    d = render(np.arange(100.0), warming=30)
+    assert d.legend == [*NAMES, stream_plot.WARMUP]
+    assert d.lines[4] == 2
+    whole = render(np.arange(100.0), warming=100)
+    assert whole.legend == [*NAMES, stream_plot.WARMUP]
+    assert render(np.arange(100.0)).legend == NAMES  # none: no bar, no legend
+
+
+def test_time_labels_are_round():
+    day = 86_400
+    ticks, form = stream_plot.time_ticks(T0 + 17, T0 + 79 * day)
+    assert form == "%Y-%m-%d" and len(ticks) <= stream_plot.TIME_LABELS
+    assert all(t % (14 * day) == 0 for t in ticks) and ticks[0] >= T0 + 17
+    ticks, form = stream_plot.time_ticks(T0 + 5, T0 + 3000)
+    assert form == "%Y-%m-%d %H:%M" and all(t % 900 == 0 for t in ticks)
+    ticks, form = stream_plot.time_ticks(T0, T0 + 20)
+    assert form.endswith(":%S") and ticks == [T0, T0 + 5, T0 + 10, T0 + 15, T0 + 20]
+    ticks, _ = stream_plot.time_ticks(0, 200 * 364 * day)  # past the steps: years
+    assert 2 <= len(ticks) <= stream_plot.TIME_LABELS
+
+
 def test_big_histories_are_reduced_with_every_extreme_kept():
     rng = np.random.default_rng(5)
     n = 200_000
@@ -352,7 +374,7 @@ def test_odd_streams_draw_over_http(server, name, values):
     got = plot(server, f"stream=odd_{name}")
     assert got.status_code == 200, got.text
     d = Drawing(got.content)
-    assert d.legend == NAMES
+    assert d.legend == [*NAMES, stream_plot.WARMUP]  # all in the default warm-up
     assert f"{len(values)} retained point" in d.title
     assert not any("inf" in x or "nan" in x for x in d.left + d.right)
 
