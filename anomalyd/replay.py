@@ -178,6 +178,20 @@ def _t(iso: str) -> str:
     return iso.replace("T", " ").removesuffix("Z")
 
 
+def _ranges(lines: list[int], most: int = 10) -> str:
+    """``line 7``, ``lines 3 to 9, 12``: runs of consecutive lines, the first few."""
+    runs: list[list[int]] = []
+    for line in lines:
+        if runs and line == runs[-1][1] + 1:
+            runs[-1][1] = line
+        else:
+            runs.append([line, line])
+    text = ", ".join(f"{a}" if a == b else f"{a} to {b}" for a, b in runs[:most])
+    if len(runs) > most:
+        text += f" and {len(runs) - most:,} more runs"
+    return ("line " if len(lines) == 1 else "lines ") + text
+
+
 def report(
     out: IO[str], rows: Rows, learned: int, total: int, found: list[dict], since: int
 ) -> None:
@@ -202,9 +216,7 @@ def report(
         (rows.skipped, "left out (earlier than the row before)"),
     ):
         if lines:
-            shown = ", ".join(map(str, lines[:10]))
-            more = f" and {len(lines) - 10:,} more" if len(lines) > 10 else ""
-            print(f"{len(lines):,} rows {what}: lines {shown}{more}.", file=out)
+            print(f"{len(lines):,} rows {what}: {_ranges(lines)}.", file=out)
     start = str(rows.timestamps[0].astype("datetime64[s]")).replace("T", " ")
     if not found:
         print(f"No anomaly episode since {start} UTC.", file=out)

@@ -22,6 +22,7 @@ import requests
 from conftest import ROOT, Server
 
 from anomalyd import cli, replay_http
+from anomalyd.replay import _ranges
 from anomalyd.replay_file import BadFile, read
 
 T0 = 1_694_336_400  # 2023-09-10 09:00:00 UTC
@@ -122,6 +123,12 @@ def test_rows_back_in_time_are_clamped_or_skipped_when_asked():
     assert skipped.lines.tolist() == [2, 3, 5]
 
 
+def test_lines_moved_or_skipped_are_told_as_runs():
+    assert _ranges([7]) == "line 7"
+    assert _ranges([3, 4, 5, 9, 11, 12]) == "lines 3 to 5, 9, 11 to 12"
+    assert _ranges(list(range(0, 40, 2)), most=3) == ("lines 0, 2, 4 and 17 more runs")
+
+
 # -- against a real service ----------------------------------------------------
 
 
@@ -183,7 +190,10 @@ def test_the_sample_steps_back_once_and_says_how_to_go_on(server):
     )  # fmt: skip
     assert clamped.returncode == 0, clamped.stderr
     assert "22,695 points sent; 22,695 learned" in clamped.stdout
-    assert "11 rows sent with the timestamp of the row before" in clamped.stdout
+    assert (
+        "11 rows sent with the timestamp of the row before (earlier than it): "
+        "lines 10151 to 10161." in clamped.stdout
+    )
     # tests/test_streams_quality.py: 22 episodes with the shipped settings.
     assert "22 anomaly episodes since 2013-12-02 21:15:00 UTC:" in clamped.stdout
 
