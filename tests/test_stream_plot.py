@@ -233,6 +233,43 @@ def test_ticks_are_round_and_cover_the_values():
         assert round(mantissa, 9) in (1.0, 2.0, 2.5, 5.0)
 
 
+# -- what the plot reads --------------------------------------------------------------
+
+
+def test_the_plot_reads_the_retained_history_in_one_walk(tmp_path):
+    from anomalyd.observer import Observer
+    from anomalyd.store import CorruptRecord, Store
+    from anomalyd.store.stream_reads import numbered
+    from anomalyd.store.streams import StreamTables
+
+    store = Store(str(tmp_path / "data"), map_size=64 << 20)
+    tables = StreamTables(store, 1000)
+    observer = Observer(store, tables, CONFIG)
+    ts, xs = noisy(2500, seed=21)
+    for start in range(0, 2500, 700):  # blocks left part-full between batches
+        observer.observe(
+            "r", ts[start : start + 700], xs[start : start + 700], lambda _: b""
+        )
+    record, rows, first = tables.retained("r", None, None)
+    assert record.points == 2500 and first == 1500 and len(rows) == 1000
+    paged = np.concatenate(
+        [tables.points("r", None, seq, 100)[0] for seq in range(1500, 2500, 100)]
+    )
+    assert np.array_equal(rows, paged)
+    assert rows["t"].tolist() == ts[1500:]
+    # A window: both ends included, the seq of its first point.
+    _, window, first = tables.retained("r", ts[1700] - 1, ts[1733])
+    assert first == 1700 and window["t"].tolist() == ts[1700:1734]
+    assert len(tables.retained("r", ts[-1] + 1, None)[1]) == 0
+    assert len(tables.retained("r", None, ts[0])[1]) == 0  # before the history
+    # A block missing from the middle is a corrupt history, not a short drawing.
+    with store.env.begin(write=True) as txn:
+        assert txn.delete(numbered(b"r", 60), db=tables.points_db)
+    with pytest.raises(CorruptRecord, match="stream 'r' is corrupt or short"):
+        tables.retained("r", None, None)
+    store.close()
+
+
 # -- the route --------------------------------------------------------------------
 
 

@@ -213,18 +213,47 @@ class StreamReads:
             if until is not None and seq < end:
                 end = self._first_since(txn, series_key, seq, end, until + 1)
             first = seq
-            parts = []
-            while seq < end:
-                block, row = divmod(seq, BLOCK_POINTS)
-                rows = self._block(txn, series_key, block)[row : row + end - seq]
-                if not len(rows):
-                    raise CorruptRecord(
-                        f"the history of stream {series_id!r} is short (block {block})"
-                    )
-                parts.append(rows.copy())  # the buffer dies with the transaction
-                seq += len(rows)
-        rows = np.concatenate(parts) if parts else np.empty(0, ROW_DTYPE)
+            rows = np.empty(end - seq, ROW_DTYPE)
+            self._copy_history(txn, series_key, seq, end, rows)
         return record, rows, first
+
+    def _copy_history(
+        self, txn, series_key: bytes, seq: int, end: int, out: np.ndarray
+    ) -> None:
+        """Copy the points ``seq`` .. ``end - 1`` into ``out``, walking their blocks
+        with one cursor (a million retained points are 31,250 blocks: a lookup and
+        an array each took a second, this a tenth of it)."""
+        if seq >= end:
+            return
+        block, skip = divmod(seq, BLOCK_POINTS)
+        last = (end - 1) // BLOCK_POINTS
+        stop = numbered(series_key, last)
+        parts = []
+        cursor = txn.cursor(db=self.points_db)
+        # Ids never hold NUL: every key from the first block to the last is one of
+        # this stream's blocks, so as many keys as numbers means none is missing.
+        if cursor.set_key(numbered(series_key, block)):
+            for key, value in cursor.iternext():
+                if key > stop:
+                    break
+                parts.append(value)
+        # Every block but the last is whole, so row i is at i * ROW.size.
+        if len(parts) != last - block + 1 or any(
+            len(part) != BLOCK_BYTES for part in parts[:-1]
+        ):
+            raise CorruptRecord(
+                f"the history of stream {series_key.decode()!r} is corrupt or short "
+                f"(blocks {block} to {last}); other streams are unaffected (DELETE "
+                "/streams/{id} removes it)"
+            )
+        data = b"".join(parts)
+        flat = out.view(np.uint8)
+        begin = skip * ROW.size
+        if len(data) < begin + len(flat):
+            raise CorruptRecord(
+                f"the history of stream {series_key.decode()!r} is short (block {last})"
+            )
+        flat[:] = np.frombuffer(data, np.uint8, len(flat), begin)
 
     def list_before(self, limit: int, before: str) -> list[tuple[str, StreamRecord]]:
         """Up to ``limit`` streams whose ids come before ``before``, in id order (the
