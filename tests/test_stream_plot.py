@@ -442,3 +442,17 @@ def test_with_a_token_the_plot_needs_it_and_is_private(make_server):
     cookie = login.headers["Set-Cookie"].split(";")[0]
     r = plot(s, "stream=guarded", headers={"Cookie": cookie})
     assert r.status_code == 200 and r.headers["Content-Type"] == "image/svg+xml"
+    # And the stream's page on the dashboard; never the API with the cookie alone.
+    page = s.get("/?stream=guarded", headers={"Cookie": cookie, "Accept": "text/html"})
+    assert page.status_code == 200 and "guarded" in page.text
+    assert s.get("/streams/guarded", headers={"Cookie": cookie}).status_code == 401
+
+
+def test_openapi_describes_the_stream_form_of_plot(server):
+    document = server.get("/openapi.json").json()
+    plot_op = document["paths"]["/plot"]["get"]
+    parameters = {p["name"]: p for p in plot_op["parameters"]}
+    assert set(parameters) == {"series_id", "version", "stream", "since", "until"}
+    assert not parameters["series_id"]["required"]
+    assert parameters["stream"]["schema"] == parameters["series_id"]["schema"]
+    assert {"200", "304", "400", "404"} <= set(plot_op["responses"])
