@@ -44,8 +44,8 @@ package: $(STAMP)
 	PYTHON=$(BIN)/python sh packaging/build_pyz.sh
 	PYTHON=$(BIN)/python sh packaging/build_deb.sh
 
-# docs/plot.png and docs/dashboard.png, from a real server with the sample data
-# (needs chromium).
+# docs/plot.png, docs/stream.png and docs/dashboard.png, from a real server with the
+# sample data (needs chromium).
 .PHONY: screenshots
 screenshots: $(STAMP)
 	$(BIN)/python docs/make_screenshots.py

@@ -21,6 +21,8 @@ from anomalyd.api.metrics import MetricsResource
 from anomalyd.api.plot import PlotResource
 from anomalyd.api.predict import BatchPredictResource, PredictResource
 from anomalyd.api.series import SeriesCollection, SeriesItem
+from anomalyd.api.stream_dashboard import StreamDashboard
+from anomalyd.api.stream_plot import StreamPlot
 from anomalyd.api.streams import add_stream_routes
 from anomalyd.auth import BearerAuth
 from anomalyd.plot import drawing_of
@@ -116,11 +118,15 @@ def create_app(
     )
     app.add_route("/series", SeriesCollection(store))
     app.add_route("/series/{series_id}", SeriesItem(store))
-    add_stream_routes(app, settings, store, stats)
+    tables = add_stream_routes(app, settings, store, stats)
     app.add_route("/healthcheck", HealthResource(store, stats))
     app.add_route("/metrics", MetricsResource(store, stats))
-    app.add_route("/", DashboardResource(store))
-    app.add_route("/plot", PlotResource(store, shared_cache=not settings.api_token))
+    app.add_route("/", DashboardResource(store, StreamDashboard(tables)))
+    shared_cache = not settings.api_token
+    app.add_route(
+        "/plot",
+        PlotResource(store, shared_cache, StreamPlot(tables, shared_cache)),
+    )
     app.add_route(
         "/openapi.json",
         OpenAPIResource(bool(settings.api_token), settings.min_points),

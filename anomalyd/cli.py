@@ -1,4 +1,5 @@
-"""``anomalyd serve | check-config | backup DEST | restore BACKUP | --version``."""
+"""``anomalyd serve | check-config | backup DEST | restore BACKUP | replay FILE.csv |
+--version``."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 import msgspec
 
-from anomalyd import __version__
+from anomalyd import __version__, replay
 from anomalyd import settings as settings_module
 from anomalyd.auth import read_token, warn_if_open
 from anomalyd.bind import parse_bind
@@ -41,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     restore.add_argument(
         "--yes", action="store_true", help="do it (without: only say what it would do)"
     )
+    replay.add_parser(commands)
     for command in (serve, check, backup, restore):
         command.add_argument("--config", metavar="FILE", help="TOML settings file")
         for field in Settings.__struct_fields__:
@@ -95,6 +97,8 @@ def check_bind_resolves(bind: str, source: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "replay":  # a client of a running service: no settings
+        return replay.run(args)
     try:
         found, sources = _load(args)
     except SettingsError as exc:

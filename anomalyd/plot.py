@@ -39,7 +39,7 @@ COLOURS = {
     LOWER: "#9467bd",
     BEYOND: "#d62728",
 }
-_STYLE = {
+STYLE = {
     "background": "white",
     "plot_background": "white",
     "foreground": "#333333",
@@ -112,7 +112,7 @@ def placed_bounds(model: Model, values: np.ndarray) -> list[tuple[str, float, fl
         )
         beyond = bound > edge if name == UPPER else bound < edge
         if math.isfinite(edge) and span > 0 and beyond:
-            placed.append((f"{name} ({_fmt(bound)}, off the chart)", bound, edge))
+            placed.append((f"{name} ({fmt(bound)}, off the chart)", bound, edge))
         else:
             placed.append((name, bound, bound))
     return placed
@@ -127,18 +127,18 @@ def drawing_scale(*magnitudes: float) -> int:
     return math.floor(math.log10(largest))
 
 
-def _fmt(value: float | None) -> str:
+def fmt(value: float | None) -> str:
     return "none" if value is None else f"{value:.6g}"
 
 
-def _scaled_label(exponent: int):
+def scaled_label(exponent: int):
     """Axis labels of values drawn divided by ``10**exponent``: the true values."""
     if exponent == 0:
         return lambda y: f"{y:.6g}"
     return lambda y: "0" if y == 0 else f"{y:.4g}e{exponent:+d}"
 
 
-def _label(x: dt.datetime) -> str:
+def time_label(x: dt.datetime) -> str:
     return x.strftime("%Y-%m-%d %H:%M")
 
 
@@ -147,13 +147,13 @@ def title_text(
 ) -> str:
     return (
         f"{series_id} v{version} · {model.kind} k={model.k:g} {model.direction} · "
-        f"center {_fmt(model.center)} · scale {_fmt(model.scale)}\n"
+        f"center {fmt(model.center)} · scale {fmt(model.scale)}\n"
         f"{points} points ({drawn} drawn) · {beyond} beyond a bound · "
-        f"lower {_fmt(model.lower)} · upper {_fmt(model.upper)}"
+        f"lower {fmt(model.lower)} · upper {fmt(model.upper)}"
     )
 
 
-def _static(root):
+def strip_dynamic(root):
     """Drop what makes an SVG vary between renders or run code: pygal's config script
     (only its tooltip JS, which we do not ship, reads it) and the dated comment."""
     for parent in root.iter():
@@ -229,7 +229,7 @@ def render_drawing(
         f"{series_id}\0{version}".encode(), digest_size=8
     ).hexdigest()
     chart = pygal.DateTimeLine(
-        style=Style(colors=tuple(colours), **_STYLE),
+        style=Style(colors=tuple(colours), **STYLE),
         width=width,
         height=height,
         title=title_text(series_id, version, model, n, len(line_values), beyond),
@@ -245,8 +245,8 @@ def render_drawing(
                 f"#chart-{chart_id} .serie-0 .line.reactive{{stroke-width:1}}"
             ),
         ],
-        x_value_formatter=_label,
-        value_formatter=_scaled_label(exponent),
+        x_value_formatter=time_label,
+        value_formatter=scaled_label(exponent),
         x_label_rotation=20,
         truncate_label=-1,
         truncate_legend=-1,
@@ -258,7 +258,7 @@ def render_drawing(
         explicit_size=True,
     )
     chart.uuid = chart_id
-    chart.add_xml_filter(_static)
+    chart.add_xml_filter(strip_dynamic)
     # Plain Python floats: pygal formats and compares them one by one.
     xs = line_timestamps.tolist()
     chart.add(

@@ -1,9 +1,13 @@
-"""Write docs/plot.png and docs/dashboard.png from a real ``anomalyd serve``.
+"""Write docs/plot.png, docs/stream.png and docs/dashboard.png from a real
+``anomalyd serve``.
 
 ``make screenshots`` runs it: it starts the service on a free port with a temporary
-LMDB directory, fits the NAB machine-temperature sample (tests/sample/) twice (the
-default 3sigma rule, then robust with both bounds) plus two small series, and has
-headless Chromium screenshot the plot and the dashboard. Needs ``chromium`` (Debian:
+LMDB directory (keeping 30,000 points of each stream's history, so the sample's plot
+shows it whole), fits the NAB machine-temperature sample (tests/sample/) twice (the
+default 3sigma rule, then robust with both bounds) plus two small series, replays the
+sample into a stream with ``anomalyd replay`` (and into a second one that alerts only
+on drops, and its hourly means into a third), and has headless Chromium screenshot the
+version's plot, the stream's plot and the dashboard. Needs ``chromium`` (Debian:
 ``apt-get install chromium``).
 """
 
@@ -88,6 +92,23 @@ def screenshot(chromium: str, url: str, out: Path, size: str, profile: str) -> N
     print(f"wrote {out.relative_to(ROOT)} ({out.stat().st_size} bytes) from {url}")
 
 
+def streams(url: str, hourly: dict) -> None:
+    """The sample replayed into streams by the replay command, as the README does."""
+    requests.put(
+        f"{url}/streams/{SERIES}.drops", json={"direction": "lower"}, timeout=60
+    ).raise_for_status()
+    for name in (SERIES, f"{SERIES}.drops"):
+        subprocess.run(
+            [sys.executable, "-m", "anomalyd", "replay", str(SAMPLE), "--series", name]
+            + ["--url", url, "--out-of-order", "clamp"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+    requests.post(
+        f"{url}/observe/{SERIES}.hourly/batch", json=hourly, timeout=60
+    ).raise_for_status()
+
+
 def main() -> None:
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
@@ -98,7 +119,8 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALYD_")}
         proc = subprocess.Popen(
             [sys.executable, "-m", "anomalyd", "serve", "--bind", f"127.0.0.1:{port}"]
-            + ["--workers", "2", "--data-dir", f"{tmp}/data"],
+            + ["--workers", "2", "--data-dir", f"{tmp}/data"]
+            + ["--stream-history", "30000"],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -132,6 +154,14 @@ def main() -> None:
                     json=hourly | {"detector": detector},
                     timeout=60,
                 ).raise_for_status()
+            streams(url, hourly)
+            screenshot(
+                chromium,
+                f"{url}/plot?stream={SERIES}",
+                DOCS / "stream.png",
+                "1000,500",
+                f"{tmp}/profile",
+            )
             screenshot(
                 chromium,
                 f"{url}/plot?series_id={SERIES}&version=v2",
@@ -143,7 +173,7 @@ def main() -> None:
                 chromium,
                 f"{url}/",
                 DOCS / "dashboard.png",
-                "1100,330",
+                "1100,600",
                 f"{tmp}/profile",
             )
         finally:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import itertools
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import falcon
@@ -27,6 +28,9 @@ from anomalyd.errors import BadRequest
 from anomalyd.schemas import SERIES_ID_RE
 from anomalyd.store import SeriesNotFound, Store, VersionNotFound
 
+if TYPE_CHECKING:  # it imports this module
+    from anomalyd.api.stream_dashboard import StreamDashboard
+
 PAGE_SIZE = 50
 
 ROUTES = [
@@ -35,9 +39,18 @@ ROUTES = [
     ("POST", "/predict/{series_id}[?version=vN]", "judge one point"),
     ("POST", "/predict/{series_id}/batch[?version=vN]", "judge many points"),
     ("GET", "/plot?series_id=X[&version=vN]", "a version drawn as SVG"),
+    ("GET", "/plot?stream=X[&since=T&until=T]", "a stream's history drawn as SVG"),
     ("GET", "/series?limit=100&after=X", "the series, paged"),
     ("GET", "/series/{series_id}", "the versions of a series"),
     ("DELETE", "/series/{series_id}", "delete every version of a series"),
+    ("POST", "/observe/{series_id}", "judge and learn one point of a stream"),
+    ("POST", "/observe/{series_id}/batch", "judge and learn points of a stream"),
+    ("GET", "/streams?limit=100&after=X", "the streams, paged"),
+    ("PUT", "/streams/{series_id}", "create or configure a stream"),
+    ("GET", "/streams/{series_id}", "a stream"),
+    ("DELETE", "/streams/{series_id}", "forget a stream"),
+    ("GET", "/streams/{series_id}/points", "a stream's retained history"),
+    ("GET", "/streams/{series_id}/anomalies", "a stream's anomaly episodes"),
     ("GET", "/healthcheck", "status, series trained, latencies"),
     ("GET", "/metrics", "Prometheus metrics"),
     ("GET", "/openapi.json", "the OpenAPI document"),
@@ -85,8 +98,9 @@ def parse_prefix(req: falcon.Request) -> str:
 
 
 class DashboardResource:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, streams: StreamDashboard | None = None) -> None:
         self._store = store
+        self._streams = streams
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.vary = ["Accept"]
@@ -96,8 +110,14 @@ class DashboardResource:
             resp.data = DESCRIPTION
             return
         series_id = req.get_param("series_id")
+        stream = req.get_param("stream") if self._streams is not None else None
+        if series_id is not None and stream is not None:
+            raise BadRequest("give series_id or stream, not both")
         if series_id is not None:
             text = self._series_page(check_series_id(series_id), req)
+        elif stream is not None:
+            title, body = self._streams.page(check_series_id(stream))
+            text = page(title, body, _logout(req))
         else:
             text = self._index_page(req)
         resp.content_type = HTML
@@ -163,6 +183,8 @@ class DashboardResource:
             if after is not None:
                 raise BadRequest("give after or before, not both")
         prefix = parse_prefix(req)
+        # The streams' place in their own list, kept by the series' links.
+        streams_at = self._streams.cursors(req) if self._streams else {}
         listed = self._rows(limit, after, before, prefix)
         rows = []
         for series_id, latest, count in listed:
@@ -197,29 +219,46 @@ class DashboardResource:
             table = (
                 "<p>No series on this page. Train one with POST /fit/{series_id}.</p>"
             )
+        nav = self._nav(listed, limit, prefix, bool(after or before), streams_at)
+        streams = ""
+        if self._streams is not None:
+            keep = {"limit": str(limit)} | ({"prefix": prefix} if prefix else {})
+            at = {"after": after} if after else {"before": before} if before else {}
+            streams = "\n" + self._streams.section(req, limit, prefix, keep | at)
+        if streams:
+            table = f"<h2>Series</h2>\n{table}"
         return page(
             "anomalyd",
-            f"{self._heading(prefix)}\n{table}\n"
-            f"{self._nav(listed, limit, prefix, bool(after or before))}",
+            f"{self._heading(prefix)}\n{table}\n{nav}{streams}",
             _logout(req),
         )
 
     def _heading(self, prefix: str) -> str:
         search = (
             '<form method="get" action="/" role="search">'
-            '<label>series id starts with <input type="search" name="prefix" '
+            f"<label>{'id' if self._streams else 'series id'} starts with "
+            '<input type="search" name="prefix" '
             f'value="{e(prefix)}" maxlength="200" pattern="[A-Za-z0-9._:\\-]*"></label> '
             "<button>search</button>"
-            + (' <a href="/">all series</a>' if prefix else "")
+            + (' <a href="/">show all</a>' if prefix else "")
             + "</form>"
         )
         trained = plural(self._store.series_trained(), "series", "series")
-        return f"<h1>anomalyd</h1>\n<p>{trained} trained</p>\n{search}"
+        streams = (
+            f" · {plural(self._streams.count(), 'stream')}" if self._streams else ""
+        )
+        return f"<h1>anomalyd</h1>\n<p>{trained} trained{streams}</p>\n{search}"
 
     def _nav(
-        self, listed: list[tuple[str, int, int]], limit: int, prefix: str, cursor: bool
+        self,
+        listed: list[tuple[str, int, int]],
+        limit: int,
+        prefix: str,
+        cursor: bool,
+        streams_at: dict[str, str],
     ) -> str:
         keep = {"limit": str(limit)} | ({"prefix": prefix} if prefix else {})
+        keep |= streams_at
         has_previous, has_next = self._neighbours(listed, prefix)
         links = []
         if has_previous or (cursor and not listed):

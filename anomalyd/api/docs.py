@@ -328,6 +328,7 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
         },
     }
     paths.update(stream_docs.stream_paths(op, series_id_path, limit_query, after_query))
+    stream_docs.add_stream_plot(paths["/plot"]["get"])
     if token_required:
         add_login_paths(paths)
     document: dict[str, Any] = {

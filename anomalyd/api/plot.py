@@ -1,4 +1,5 @@
-"""GET /plot?series_id=X[&version=vN]: a version drawn as SVG.
+"""GET /plot?series_id=X[&version=vN]: a version drawn as SVG (and, handed to
+``anomalyd.api.stream_plot``, GET /plot?stream=X: a stream).
 
 Caching: a version never changes, so ``(series id, version, model, anomalyd release)``
 names one drawing forever. That is the strong ETag. With an explicit version the
@@ -19,6 +20,7 @@ import pygal
 
 import anomalyd
 from anomalyd.api.common import check_series_id, parse_version
+from anomalyd.api.stream_plot import StreamPlot
 from anomalyd.detectors import Model
 from anomalyd.errors import BadRequest
 from anomalyd.plot import drawing_of, render_drawing
@@ -54,16 +56,38 @@ def _matches(if_none_match: list | None, etag: str) -> bool:
 
 
 class PlotResource:
-    def __init__(self, store: Store, shared_cache: bool = True) -> None:
+    def __init__(
+        self,
+        store: Store,
+        shared_cache: bool = True,
+        streams: StreamPlot | None = None,
+    ) -> None:
         self._store = store
         # With an API token configured, a shared cache must not keep what needed it.
         self._scope = "public" if shared_cache else "private"
+        self._streams = streams
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         series_id = req.get_param("series_id")
+        if self._streams is not None:
+            stream = req.get_param("stream")
+            if stream is not None and series_id is not None:
+                raise BadRequest("give series_id or stream, not both")
+            if stream is not None:
+                self._streams.on_get(req, resp, stream)
+                return
         if series_id is None:
-            raise BadRequest("series_id is required: /plot?series_id=X[&version=vN]")
+            raise BadRequest(
+                "series_id or stream is required: /plot?series_id=X[&version=vN] or "
+                "/plot?stream=X[&since=T&until=T]"
+            )
         check_series_id(series_id)
+        for name in ("since", "until"):
+            if req.get_param(name) is not None:
+                raise BadRequest(
+                    f"{name} is for the plot of a stream (?stream=X); a version's "
+                    "plot draws its training data whole"
+                )
         requested = parse_version(req)
         version, model = self._store.model(series_id, requested)
         etag = plot_etag(series_id, version, model)

@@ -174,3 +174,64 @@ def stream_paths(
             ),
         },
     }
+
+
+def add_stream_plot(plot: dict[str, Any]) -> None:
+    """GET /plot's stream form, beside the version one that docs.py describes."""
+    plot["summary"] = (
+        "A version's training data, center and bounds drawn as SVG (series_id); or a "
+        "stream's retained history, its anomalous points, its score and threshold "
+        "(stream). Give one of series_id and stream."
+    )
+    parameters = []
+    for parameter in plot["parameters"]:
+        if parameter["name"] == "series_id":
+            parameter = {
+                **parameter,
+                "required": False,
+                "description": "A fitted series to draw (or give stream).",
+            }
+        parameters.append(parameter)
+    time_schema = {
+        "anyOf": [
+            {"type": "string", "pattern": "^[0-9]{1,12}(\\.[0-9]+)?$"},
+            {"type": "string", "format": "date-time"},
+        ]
+    }
+    series_id = next(p for p in plot["parameters"] if p["name"] == "series_id")
+    parameters += [
+        {
+            "name": "stream",
+            "in": "query",
+            "required": False,
+            "description": "A stream to draw: its retained history (or give "
+            "series_id).",
+            "schema": series_id["schema"],
+        },
+        {
+            "name": "since",
+            "in": "query",
+            "required": False,
+            "description": "With stream: points at or after this time (Unix seconds "
+            "or an ISO-8601 date-time).",
+            "schema": time_schema,
+        },
+        {
+            "name": "until",
+            "in": "query",
+            "required": False,
+            "description": "With stream: points at or before this time.",
+            "schema": time_schema,
+        },
+    ]
+    plot["parameters"] = parameters
+    ok = plot["responses"]["200"]
+    ok["description"] = (
+        "The drawing. A version's has a strong ETag and, with an explicit version, "
+        "is immutable; a stream's is no-cache with a strong ETag that changes when "
+        "the stream learns a point or is configured."
+    )
+    plot["responses"]["304"]["description"] = (
+        "Not modified: the If-None-Match ETag is still the drawing of that version, "
+        "or of that stream and window."
+    )
