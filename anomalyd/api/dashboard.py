@@ -21,6 +21,7 @@ import falcon
 import anomalyd
 from anomalyd import schemas
 from anomalyd.api.common import check_series_id, parse_page
+from anomalyd.api.firing import firing_section
 from anomalyd.api.html import HTML, e, href, page, plural
 from anomalyd.detectors import Model
 from anomalyd.errors import BadRequest
@@ -85,8 +86,9 @@ def parse_prefix(req: falcon.Request) -> str:
 
 
 class DashboardResource:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, outbox=None) -> None:
         self._store = store
+        self._outbox = outbox  # the alerts firing are shown first
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.vary = ["Accept"]
@@ -199,7 +201,7 @@ class DashboardResource:
             )
         return page(
             "anomalyd",
-            f"{self._heading(prefix)}\n{table}\n"
+            f"{self._heading(prefix)}\n{firing_section(self._outbox)}{table}\n"
             f"{self._nav(listed, limit, prefix, bool(after or before))}",
             _logout(req),
         )

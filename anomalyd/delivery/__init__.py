@@ -1,0 +1,49 @@
+"""Alert delivery: the outbox, its receivers, and the worker that delivers.
+
+- ``http``:      one POST within a deadline, following nothing.
+- ``formats``:   Alertmanager's alerts, the signed webhook document.
+- ``sender``:    one receiver's thread: order, timeout, backoff, refusals, re-sends.
+- ``deliverer``: the lock that makes exactly one worker deliver at a time.
+
+``AlertService`` ties them together for a worker: built when the app is built (the
+outbox's receivers are brought up to date then, before any request), started once
+the worker runs (``start``; never in tests that only build an app).
+"""
+
+from __future__ import annotations
+
+from anomalyd.alert_settings import secret_key
+from anomalyd.delivery.deliverer import Deliverer
+from anomalyd.delivery.sender import receivers_of
+from anomalyd.observer import Alerts
+from anomalyd.store.base import StoreBase
+from anomalyd.store.outbox import Outbox
+
+
+class AlertService:
+    def __init__(self, settings, store: StoreBase) -> None:
+        self.settings = settings
+        self.public_url = settings.public_url
+        self.outbox = Outbox(store, settings.outbox_max_events)
+        self.receivers = receivers_of(settings)
+        self.outbox.open([(r.kind, r.url) for r in self.receivers])
+        key = (
+            None
+            if settings.webhook_secret is None
+            else secret_key(settings.webhook_secret)
+        )
+        self.deliverer = (
+            Deliverer(store, self.outbox, self.receivers, settings, key)
+            if self.receivers
+            else None
+        )
+        self.alerts = Alerts(self.outbox, settings.alert_resolve_after, self.wake)
+
+    def start(self) -> None:
+        """Deliver from this worker once it holds the lock (a thread waits for it)."""
+        if self.deliverer is not None:
+            self.deliverer.start()
+
+    def wake(self) -> None:
+        if self.deliverer is not None:
+            self.deliverer.wake()
