@@ -39,7 +39,7 @@ ALERTMANAGER, WEBHOOK = "alertmanager", "webhook"
 BATCH = {ALERTMANAGER: 64, WEBHOOK: 1}
 BACKOFF_BASE = 1.0  # seconds
 BACKOFF_CAP = 300.0
-REFUSALS = 6
+REFUSALS = 4
 # Firing alerts per re-send request to Alertmanager.
 RESEND_CHUNK = 500
 # The longest a sender sleeps before looking at its row again.
