@@ -48,9 +48,12 @@ def url_problem(url: str) -> str | None:
         return "it contains white space"
     try:
         parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError when the port is not a number
     except ValueError as exc:
         return str(exc)
+    try:
+        parts.port  # noqa: B018 - raises ValueError when the port is not a number
+    except ValueError:
+        return "its port is not a number from 0 to 65535"
     if parts.scheme not in ("http", "https"):
         return "it must start with http:// or https://"
     host = parts.hostname

@@ -224,22 +224,23 @@ def load(
             values[field] = value
             sources[field] = f"flag {flag_name(field)}"
 
-    for field in LIST_FIELDS:
-        values[field] = _as_list(values[field])
     for field, value in values.items():
         try:
-            msgspec.convert({field: value}, Settings, strict=False)
+            msgspec.convert({field: _as_list(field, value)}, Settings, strict=False)
         except msgspec.ValidationError as exc:
             raise SettingsError(
                 f"setting {field} ({sources[field]}) = {value!r}: "
                 f"{requirement(field, exc)}"
             ) from None
+    values = {field: _as_list(field, value) for field, value in values.items()}
     return msgspec.convert(values, Settings, strict=False), sources
 
 
-def _as_list(value: Any) -> Any:
+def _as_list(field: str, value: Any) -> Any:
     """A list setting given as one string (env), or as strings (repeated flags),
     each holding items separated by white space; anything else as given."""
+    if field not in LIST_FIELDS:
+        return value
     if isinstance(value, str):
         return tuple(value.split())
     if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
