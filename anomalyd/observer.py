@@ -58,14 +58,20 @@ class Observed:
 class Alerts:
     """Where alerts go: the outbox, ``resolve_after`` seconds of stream time, and
     ``wake``, called after a commit that wrote events (the deliverer, if it runs in
-    this process)."""
+    this process). ``group``: the worker's group commit, shared by its observes and
+    its deliverer's cursor updates (one fsync for both)."""
 
     def __init__(
-        self, outbox: Outbox, resolve_after: int, wake: Callable[[], None]
+        self,
+        outbox: Outbox,
+        resolve_after: int,
+        wake: Callable[[], None],
+        group: GroupCommit,
     ) -> None:
         self.outbox = outbox
         self.resolve_after = resolve_after
         self.wake = wake
+        self.group = group
 
 
 class Observer:
@@ -79,7 +85,7 @@ class Observer:
         self.tables = tables
         self.defaults = defaults
         self.alerts = alerts
-        self.group = GroupCommit(store)
+        self.group = alerts.group
         self._store = store
         self._begin = store.env.begin
 

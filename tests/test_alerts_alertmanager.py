@@ -7,9 +7,11 @@ the test's webhook of both."""
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -27,6 +29,8 @@ from alert_client import (
 from conftest import free_port
 
 ALERTMANAGER = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+AMTOOL = shutil.which("amtool")
+ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.skipif(
     ALERTMANAGER is None,
     reason="prometheus-alertmanager is not installed (apt-get install "
@@ -168,3 +172,24 @@ def test_alertmanager_shows_the_alert_firing_then_resolved(make_server, alertman
     for event in events:
         (state,) = event["receivers"]
         assert state["kind"] == "alertmanager" and state["state"] == "delivered"
+
+
+@pytest.mark.skipif(AMTOOL is None, reason="amtool (prometheus-alertmanager) missing")
+def test_the_readme_alertmanager_config_is_valid(tmp_path):
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("\n## Alerts\n") :]
+    (block,) = re.findall(
+        r"```yaml\n(.*?)```", section[: section.index("\n## ", 5)], re.DOTALL
+    )
+    assert 'alertname="AnomalydAnomaly"' in block
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(block)
+    r = subprocess.run(
+        [AMTOOL, "check-config", str(config)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "SUCCESS" in r.stdout

@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from pathlib import Path
 
 import pytest
 from alert_client import (
@@ -28,6 +29,7 @@ from anomalyd.alerting import OPENED, RESOLVED
 from anomalyd.delivery.sender import REFUSALS
 
 TOKEN = "alerts-api-token-that-must-stay-home"
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def authorized(server):
@@ -40,6 +42,19 @@ def metric(server, name: str) -> float:
     match = re.search(rf"^{re.escape(name)} (\S+)$", text, re.MULTILINE)
     assert match, name
     return float(match.group(1))
+
+
+def readme_verify():
+    """The signature check the README gives receivers, as it is written there."""
+    readme = (ROOT / "README.md").read_text()
+    (code,) = [
+        b
+        for b in re.findall(r"```python\n(.*?)```", readme, re.DOTALL)
+        if "def verify(" in b
+    ]
+    scope: dict = {}
+    exec(code, scope)  # noqa: S102 - the README's own example, run as written
+    return scope["verify"]
 
 
 def first_seen(accepted: list[dict]) -> list[dict]:
@@ -101,6 +116,11 @@ def test_webhooks_are_signed_retried_and_arrive_in_order_at_least_once(
     assert receiver.bad_signatures == 0
     assert receiver.leaks == []
     assert receiver.max_inflight <= 2  # the hung request, and the retry after it
+    verify = readme_verify()  # the README's check accepts them, and only them
+    for request in receiver.requests:
+        assert verify(secret, request["headers"], request["body"])["id"]
+        with pytest.raises(ValueError, match="bad signature"):
+            verify(secret, request["headers"], request["body"] + b" ")
     received = first_seen(receiver.accepted)
     for stream in streams:
         mine = [e for e in received if e["data"]["series_id"] == stream]

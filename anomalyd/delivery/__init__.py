@@ -13,6 +13,7 @@ the worker runs (``start``; never in tests that only build an app).
 from __future__ import annotations
 
 from anomalyd.alert_settings import secret_key
+from anomalyd.commit import GroupCommit
 from anomalyd.delivery.deliverer import Deliverer
 from anomalyd.delivery.sender import receivers_of
 from anomalyd.observer import Alerts
@@ -27,17 +28,21 @@ class AlertService:
         self.outbox = Outbox(store, settings.outbox_max_events)
         self.receivers = receivers_of(settings)
         self.outbox.open([(r.kind, r.url) for r in self.receivers])
+        # The worker's one group commit: observes and cursor updates share fsyncs.
+        self.group = GroupCommit(store)
         key = (
             None
             if settings.webhook_secret is None
             else secret_key(settings.webhook_secret)
         )
         self.deliverer = (
-            Deliverer(store, self.outbox, self.receivers, settings, key)
+            Deliverer(self.group, store, self.outbox, self.receivers, settings, key)
             if self.receivers
             else None
         )
-        self.alerts = Alerts(self.outbox, settings.alert_resolve_after, self.wake)
+        self.alerts = Alerts(
+            self.outbox, settings.alert_resolve_after, self.wake, self.group
+        )
 
     def start(self) -> None:
         """Deliver from this worker once it holds the lock (a thread waits for it)."""

@@ -34,6 +34,7 @@ POLL = 0.02  # seconds
 class Deliverer:
     def __init__(
         self,
+        group: GroupCommit,
         store: StoreBase,
         outbox: Outbox,
         receivers: list[Receiver],
@@ -41,8 +42,8 @@ class Deliverer:
         secret_key: bytes | None,
     ) -> None:
         self.path = os.path.join(store.path, LOCK_FILE)
+        self.group = group
         self.outbox = outbox
-        self._store = store
         self._receivers = receivers
         self._settings = settings
         self._key = secret_key
@@ -70,9 +71,8 @@ class Deliverer:
             os.getpid(),
             len(self._receivers),
         )
-        group = GroupCommit(self._store)
         self.senders = [
-            Sender(receiver, self.outbox, group, self._settings, self._key)
+            Sender(receiver, self.outbox, self.group, self._settings, self._key)
             for receiver in self._receivers
         ]
         for sender in self.senders:

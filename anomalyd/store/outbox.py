@@ -253,8 +253,11 @@ class Outbox:
 
     # -- the delivering process ----------------------------------------------------
 
-    def head(self, rid: bytes, limit: int) -> tuple[ReceiverRow | None, list]:
-        """The receiver's row and up to ``limit`` events from its cursor, as
+    def head(
+        self, rid: bytes, limit: int, after: int | None = None
+    ) -> tuple[ReceiverRow | None, list]:
+        """The receiver's row and up to ``limit`` events from its cursor (or after
+        ``after``, what its sender delivered and has not committed yet), as
         (sequence, Event), in order (a receiver behind the kept events starts at the
         oldest kept)."""
         with self.env.begin() as txn:
@@ -262,9 +265,10 @@ class Outbox:
             if raw is None:
                 return None, []
             row = _row(raw)
+            start = row.cursor if after is None else max(row.cursor, after + 1)
             found = []
             cursor = txn.cursor(db=self.events)
-            if cursor.set_range(SEQ.pack(row.cursor)):
+            if cursor.set_range(SEQ.pack(start)):
                 for key, value in cursor:
                     found.append((SEQ.unpack(key)[0], _event(value)))
                     if len(found) == limit:
@@ -276,28 +280,25 @@ class Outbox:
         with self.env.begin() as txn:
             return self._counter(txn, NEXT)
 
-    def finish(
-        self, txn, rid: bytes, seqs: Sequence[int], delivered: bool, error: str | None
-    ) -> None:
-        """Events ``seqs`` (from the cursor, in order) ended for the receiver:
-        delivered, or refused for good; the cursor moves past them."""
+    def finish(self, txn, rid: bytes, ended: Sequence[tuple[int, Delivery]]) -> None:
+        """Events (from the cursor, in order) ended for the receiver: delivered, or
+        refused for good; the cursor moves past them."""
         raw = txn.get(rid, db=self.receivers)
         if raw is None:
             return  # forgotten meanwhile (a restart with other receivers)
         row = _row(raw)
-        now = time.time()
-        attempts = row.attempts + 1
-        for seq in seqs:
+        for seq, record in ended:
+            if seq < row.cursor:
+                continue  # already committed
             if txn.get(SEQ.pack(seq), db=self.events) is not None:
-                record = Delivery(delivered, attempts, error, now)
                 txn.put(SEQ.pack(seq) + rid, _encode(record), db=self.deliveries)
-        row.cursor = max(row.cursor, seqs[-1] + 1)
+            if record.delivered:
+                row.sent += 1
+            else:
+                row.failed += 1
+                row.failed_attempts += 1
+            row.cursor = seq + 1
         row.attempts, row.next_at, row.last_error = 0, 0.0, None
-        if delivered:
-            row.sent += len(seqs)
-        else:
-            row.failed += len(seqs)
-            row.failed_attempts += 1
         txn.put(rid, _encode(row), db=self.receivers)
 
     def retry_later(
