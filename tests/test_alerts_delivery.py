@@ -133,7 +133,11 @@ def test_webhooks_are_signed_retried_and_arrive_in_order_at_least_once(
             f"https://anomalyd.example.com/plot?stream={stream}"
         )
         assert mine[1]["data"]["resolved_at"] is not None
-    # No event that did not happen: each one is in the outbox, the same document.
+    # No event that did not happen: each one is in the outbox, the same document
+    # (delivered once the sender has committed, within SAVE_AFTER).
+    deadline = time.monotonic() + 10
+    while all_alerts(server, "pending") and time.monotonic() < deadline:
+        time.sleep(0.1)
     stored = {e["id"]: e for e in all_alerts(server)}
     assert len(stored) == total
     for event in received:
@@ -221,7 +225,14 @@ def test_a_receiver_that_never_answers_holds_only_itself(make_server):
     while time.monotonic() < deadline:  # until each has failed at least once
         pending = all_alerts(server, "pending")
         kinds = {r["url"]: r for r in pending[0]["receivers"]}
-        if kinds[silent.url]["last_error"] and kinds[closed]["last_error"]:
+        if (
+            kinds[silent.url]["last_error"]
+            and kinds[closed]["last_error"]
+            and all(
+                {r["url"]: r for r in e["receivers"]}[good.url]["state"] == "delivered"
+                for e in pending
+            )
+        ):
             break
         time.sleep(0.2)
     assert len(pending) == 8

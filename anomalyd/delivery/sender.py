@@ -5,10 +5,10 @@ from its cursor: one event per POST to a webhook, up to ``BATCH`` to Alertmanage
 (one list). Each attempt is bounded by ``alert_timeout`` (``delivery.http``), so a
 slow or hanging receiver holds only its own sender, never another receiver's.
 
-- A 2xx: the events are delivered; the cursor moves past them in a durable commit,
-  made once no more events wait, or ``SAVE_AFTER`` seconds after the first delivery
-  not yet committed (one fsync for a burst rather than one per event, shared with the
-  worker's observes). A crash before it sends those events again, with the same ids.
+- A 2xx: the events are delivered; the cursor moves past them in a durable commit
+  made ``SAVE_AFTER`` seconds after the first delivery not yet committed (a few
+  fsyncs a second at most rather than one per event, shared with the worker's
+  observes). A crash before it sends those events again, with the same ids.
 - No answer, a timeout, a 408, a 429 or a 5xx: tried again, without end, after an
   exponential backoff with full jitter (a random wait between 0 and
   ``BACKOFF_BASE`` * 2^attempts, at most ``BACKOFF_CAP``; at least what a
@@ -46,8 +46,9 @@ REFUSALS = 4
 RESEND_CHUNK = 500
 # The longest a sender sleeps before looking at its row again.
 IDLE = 1.0
-# Deliveries made while more events wait are committed together, at most this many
-# seconds after the first (a crash sends those again: duplicates, never a loss).
+# Deliveries are committed together, this many seconds after the first one not yet
+# committed: at most a few cursor commits a second, whatever the rate of events (a
+# crash sends those again: duplicates, never a loss).
 SAVE_AFTER = 0.2
 
 
@@ -145,6 +146,11 @@ class Sender:
             self.resend_at = now + self.resend
             self._resend(row.cursor, now)
         if not events:
+            if unsaved:  # wait out the window for more before committing
+                left = SAVE_AFTER - (time.monotonic() - self.unsaved_since)
+                if left > 0:
+                    self._sleep(left)
+                    return
             self._save()
             self._sleep(self.resend_at - now)
             return
