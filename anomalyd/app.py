@@ -96,8 +96,7 @@ def create_app(
     clock: Callable[[], float] = time.time,
     alerts: AlertService | None = None,
 ) -> falcon.App:
-    """Build the application from the parts it is given; does no I/O (but for the
-    alerts' outbox, brought up to date with the receivers when not given)."""
+    """Build the application from the parts it is given; does no I/O."""
     if alerts is None:
         alerts = AlertService(settings, store)
     sessions = browser_sessions(settings, clock)
@@ -179,6 +178,7 @@ def get_app(settings: Settings, stats: Stats, **store_checks) -> falcon.App:
         **store_checks,
     )
     alerts = AlertService(settings, store)
+    alerts.open()  # the receivers' cursors, before this worker's first request
     app = create_app(settings, store, stats, alerts=alerts)
     alerts.start()  # delivers once this worker holds the alerts' lock
     return app

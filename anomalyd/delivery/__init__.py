@@ -5,9 +5,10 @@
 - ``sender``:    one receiver's thread: order, timeout, backoff, refusals, re-sends.
 - ``deliverer``: the lock that makes exactly one worker deliver at a time.
 
-``AlertService`` ties them together for a worker: built when the app is built (the
-outbox's receivers are brought up to date then, before any request), started once
-the worker runs (``start``; never in tests that only build an app).
+``AlertService`` ties them together for a worker: built with the app (no I/O but
+opening the tables), then, in a real worker before its first request, ``open``
+brings the outbox's receivers up to date and ``start`` starts the thread that
+delivers once this worker holds the lock (never in tests that only build an app).
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ class AlertService:
         self.public_url = settings.public_url
         self.outbox = Outbox(store, settings.outbox_max_events)
         self.receivers = receivers_of(settings)
-        self.outbox.open([(r.kind, r.url) for r in self.receivers])
         # The worker's one group commit: observes and cursor updates share fsyncs.
         self.group = GroupCommit(store)
         key = (
@@ -43,6 +43,10 @@ class AlertService:
         self.alerts = Alerts(
             self.outbox, settings.alert_resolve_after, self.wake, self.group
         )
+
+    def open(self) -> None:
+        """Cursors for the receivers configured, none for the others (a write)."""
+        self.outbox.open([(r.kind, r.url) for r in self.receivers])
 
     def start(self) -> None:
         """Deliver from this worker once it holds the lock (a thread waits for it)."""

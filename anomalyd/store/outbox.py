@@ -118,13 +118,10 @@ class Outbox:
     # -- at worker start -----------------------------------------------------------
 
     def open(self, receivers: Sequence[tuple[str, str]]) -> None:
-        """Make the epoch if missing; give each configured receiver a cursor (events
-        from now on are for it) and forget the receivers no longer configured."""
+        """Give each configured receiver a cursor (events from now on are for it)
+        and forget the receivers no longer configured."""
         wanted = {receiver_id(kind, url): (kind, url) for kind, url in receivers}
         with self.store.write(reserve=False) as txn:
-            if txn.get(EPOCH, db=self.meta) is None:
-                new_epoch(txn, self.meta)
-            self._epoch = bytes(txn.get(EPOCH, db=self.meta)).hex()
             following = self._counter(txn, NEXT)
             stored = {bytes(k): _row(v) for k, v in txn.cursor(db=self.receivers)}
             for rid, row in stored.items():
@@ -162,17 +159,17 @@ class Outbox:
         written = 0
         for change in changes:
             if change.kind == OPENED:
-                firing = Firing(seq, self._id(seq), now, labels, threshold)
+                firing = Firing(seq, self._id(txn, seq), now, labels, threshold)
                 txn.put(series_key, _encode(firing), db=self.firing)
             else:
                 raw = txn.get(series_key, db=self.firing)
                 if raw is None:  # opened before alerts were recorded
-                    firing = Firing(seq, self._id(seq), now, labels, threshold)
+                    firing = Firing(seq, self._id(txn, seq), now, labels, threshold)
                 else:
                     firing = _firing(raw)
                     txn.delete(series_key, db=self.firing)
             event = Event(
-                self._id(seq),
+                self._id(txn, seq),
                 change.kind,
                 series_id,
                 change.alert,
@@ -193,13 +190,21 @@ class Outbox:
 
     @property
     def epoch(self) -> str:
-        """This store's epoch of event ids, in hex."""
+        """This store's epoch of event ids, in hex (made with the first event)."""
         if self._epoch is None:
-            raise RuntimeError("Outbox.open was not called")
+            with self.env.begin() as txn:
+                raw = txn.get(EPOCH, db=self.meta)
+            if raw is None:
+                return "0" * 16  # no event yet
+            self._epoch = bytes(raw).hex()
         return self._epoch
 
-    def _id(self, seq: int) -> str:
-        return f"{self.epoch}-{seq}"
+    def _id(self, txn, seq: int) -> str:
+        if self._epoch is None:
+            if txn.get(EPOCH, db=self.meta) is None:
+                new_epoch(txn, self.meta)
+            self._epoch = bytes(txn.get(EPOCH, db=self.meta)).hex()
+        return f"{self._epoch}-{seq}"
 
     def _bound(self, txn, following: int) -> None:
         """Keep at most ``max_events``: the oldest go first; those not yet delivered
