@@ -127,41 +127,26 @@ HELP: dict[str, str] = {
         "changes one stream's)"
     ),
     "alertmanager_url": (
-        "Alertmanager(s) to send alerts to (its base URL, e.g. http://127.0.0.1:9093); "
-        "several: repeat the flag or separate them with spaces"
+        "Alertmanager base URL(s) to send alerts to; several: repeat the flag or "
+        "separate them with spaces"
     ),
     "webhook_url": (
-        "URL(s) to POST one signed JSON document per alert event to; several: "
-        "repeat the flag or separate them with spaces"
+        "URL(s) each alert event is POSTed to, signed; several: repeat the flag or "
+        "separate them with spaces"
     ),
-    "webhook_secret": (
-        "the webhooks' signing secret, whsec_ and base64 of 24 to 64 random bytes "
-        "(Standard Webhooks); never sent"
-    ),
-    "webhook_secret_file": (
-        "file whose content (stripped) is the webhook_secret, kept out of argv"
-    ),
+    "webhook_secret": "the webhooks' signing secret, whsec_ + base64 (never sent)",
+    "webhook_secret_file": "file holding the webhook_secret, kept out of argv",
     "alert_resolve_after": (
-        "seconds of stream time (the points' timestamps) without an anomaly after "
-        "which a stream's alert resolves, at its next normal point"
+        "seconds of stream time without an anomaly after which an alert resolves"
     ),
-    "alert_resend_interval": (
-        "seconds between re-sends of firing alerts to Alertmanager (it forgets an "
-        "alert not re-sent)"
-    ),
+    "alert_resend_interval": "seconds between re-sends of firing alerts to Alertmanager",
     "alert_timeout": "seconds one delivery attempt to a receiver may take",
-    "outbox_max_events": (
-        "alert events kept at most (the oldest delivered go first; beyond, the "
-        "oldest undelivered are dropped and counted)"
-    ),
-    "public_url": (
-        "the URL users reach this service at (e.g. https://anomalyd.example.com), for "
-        "the plot links in alerts"
-    ),
+    "outbox_max_events": "alert events kept at most (the oldest go first)",
+    "public_url": "the URL people reach this service at, for the plot links in alerts",
 }
 
-# Settings that are lists: TOML arrays; in the environment and in one flag value,
-# separated by white space (which no URL contains); a flag may also be repeated.
+# Lists: TOML arrays; in the environment and in a flag's value, separated by white
+# space (which no URL contains); a flag may also be repeated.
 LIST_FIELDS = frozenset({"alertmanager_url", "webhook_url"})
 
 
@@ -250,13 +235,7 @@ def _as_list(field: str, value: Any) -> Any:
 
 # -- messages for a person -----------------------------------------------------------
 
-_SECONDS = {
-    "timeout",
-    "keepalive",
-    "alert_resolve_after",
-    "alert_resend_interval",
-    "alert_timeout",
-}
+_SECONDS = {"timeout", "keepalive"}
 _HOURS = {"session_hours"}
 
 
@@ -265,7 +244,7 @@ def _unit(field: str) -> str:
     are bytes, so a new setting named that way is worded without a list to update."""
     if field == "map_size" or field.endswith("_bytes"):
         return "bytes"
-    if field in _SECONDS:
+    if field in _SECONDS or field.startswith("alert_"):  # alert_*: all seconds
         return "seconds"
     return "hours" if field in _HOURS else ""
 
