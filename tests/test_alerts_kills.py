@@ -243,3 +243,29 @@ def test_every_acknowledged_opening_is_delivered_through_20_kills(tmp_path):
     finally:
         server.stop(signal.SIGKILL)
         receiver.close()
+
+
+def test_a_reload_hands_delivery_to_the_new_workers(make_server):
+    secret = new_secret()
+    receiver = Receiver(secret)
+    server = make_server(
+        extra=alert_flags(webhook_url=receiver.url, webhook_secret=secret)
+    )
+    lock = server.data_dir / "alerts.lock"
+    ts, xs = calm(WARMUP + 60)
+    post_batch(server, "line", ts, xs)
+    spike(server, "line", T0 + STEP * (WARMUP + 60))
+    receiver.wait_for(lambda: opened_ids(receiver, "line"))
+    old = set(server.worker_pids())
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        now = set(server.worker_pids())
+        if len(now) == 2 and not now & old:
+            break
+        time.sleep(0.1)
+    assert len(now) == 2 and not now & old, (old, now)
+    ts, xs = calm(CALM_AFTER, WARMUP + 61)
+    post_batch(server, "line", ts, xs)  # resolves the alert
+    receiver.wait_for(lambda: len(receiver.ids()) == 2)
+    assert int(lock.read_text()) in now
