@@ -94,13 +94,16 @@ def follow(
     return alert, changes
 
 
-def follow_learned(before, learned, resolve_after: int) -> list[Change]:
+NO_CHANGES: tuple[Change, ...] = ()
+
+
+def follow_learned(before, learned, resolve_after: int) -> Sequence[Change]:
     """``follow`` for one observe: ``before`` the stream's record before it,
     ``learned`` what ``streams.learn`` made of its points (its record gets the new
     alert). Nothing to do, the usual case, when no alert fires and no episode
     opened."""
     if before.alert is None and not learned.opened:
-        return []
+        return NO_CHANGES
     alert, changes = follow(
         before.alert,
         before.open_episode is not None,

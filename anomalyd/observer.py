@@ -47,12 +47,13 @@ EVENT_BYTES = 4096
 class Observed:
     """The answer's bytes, and what this request added (for the statistics)."""
 
-    __slots__ = ("answer", "opened", "points")
+    __slots__ = ("alerted", "answer", "opened", "points")
 
     def __init__(self, answer: bytes, points: int, opened: int) -> None:
         self.answer = answer
         self.points = points
         self.opened = opened
+        self.alerted = False  # it wrote alert events (the deliverer is woken)
 
 
 class Alerts:
@@ -144,14 +145,12 @@ class Observer:
             decided = tables.plan(txn, series_key, now is None, done, keyed)
             return decided, observed, moved, done.record.config
 
-        alerted = []
-
         def write(txn, checked: tuple) -> Observed:
             decided, observed, moved, config = checked
             if decided is not None:
                 tables.write(txn, decided)
                 if moved:
-                    alerted.append(True)
+                    observed.alerted = True
                     self.alerts.outbox.record(
                         txn,
                         series_id,
@@ -165,11 +164,11 @@ class Observer:
         # LMDB pages are rarely full: twice the bytes put, as an upper bound.
         need = 2 * plan.size() + EVENT_BYTES * len(changes)
         done = group.run(check, write, need, announced=True)
-        if alerted:
+        if done.alerted:
             self.alerts.wake()
         return done
 
-    def _follow(self, record: StreamRecord, learned: Learned) -> list:
+    def _follow(self, record: StreamRecord, learned: Learned) -> Sequence:
         return alerting.follow_learned(record, learned, self.alerts.resolve_after)
 
     def _record(self, raw: bytes | None, series_key: bytes) -> StreamRecord:

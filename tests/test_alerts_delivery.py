@@ -341,3 +341,27 @@ def test_a_full_outbox_drops_the_oldest_undelivered_and_says_so(make_server, wor
     assert numbers[0] == dropped
     log = (server.data_dir.parent / f"server-{server.port}.log").read_text()
     assert "the alerts' outbox is full (outbox_max_events 100)" in log
+
+
+def test_receivers_are_known_by_url_across_restarts(make_server, tmp_path):
+    secret = new_secret()
+    first, second = Receiver(secret), Receiver(secret)
+    data_dir = tmp_path / "data"
+    flags = alert_flags(webhook_url=first.url, webhook_secret=secret)
+    server = make_server(data_dir=data_dir, extra=flags)
+    open_and_resolve(server, "old")
+    first.wait_for(lambda: len(first.ids()) == 2)
+    assert server.stop() == 0
+    # Restarted with another receiver: the first is forgotten (said in the log), the
+    # second gets what happens from now on, not what came before it.
+    flags = alert_flags(webhook_url=second.url, webhook_secret=secret)
+    server = make_server(data_dir=data_dir, extra=flags)
+    open_and_resolve(server, "new")
+    second.wait_for(lambda: len(second.ids()) == 2)
+    time.sleep(0.5)
+    assert {e["data"]["series_id"] for e in second.accepted} == {"new"}
+    assert len(first.ids()) == 2
+    events = all_alerts(server)
+    assert [len(e["receivers"]) for e in events] == [0, 0, 1, 1]
+    log = (server.data_dir.parent / f"server-{server.port}.log").read_text()
+    assert f"alert receiver webhook {first.url} is no longer configured" in log
