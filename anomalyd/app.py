@@ -11,6 +11,7 @@ from collections.abc import Callable
 import falcon
 
 from anomalyd import errors
+from anomalyd.api.alerts import add_alert_routes
 from anomalyd.api.dashboard import DashboardResource
 from anomalyd.api.docs import OpenAPIResource
 from anomalyd.api.fit import FitResource
@@ -25,6 +26,7 @@ from anomalyd.api.stream_dashboard import StreamDashboard
 from anomalyd.api.stream_plot import StreamPlot
 from anomalyd.api.streams import add_stream_routes
 from anomalyd.auth import BearerAuth
+from anomalyd.delivery import AlertService
 from anomalyd.plot import drawing_of
 from anomalyd.session import Sessions
 from anomalyd.settings import Settings
@@ -94,8 +96,11 @@ def create_app(
     store: Store,
     stats: Stats,
     clock: Callable[[], float] = time.time,
+    alerts: AlertService | None = None,
 ) -> falcon.App:
     """Build the application from the parts it is given; does no I/O."""
+    if alerts is None:
+        alerts = AlertService(settings, store)
     sessions = browser_sessions(settings, clock)
     middleware: list = [StatsMiddleware(stats)]
     if settings.api_token:
@@ -118,10 +123,13 @@ def create_app(
     )
     app.add_route("/series", SeriesCollection(store))
     app.add_route("/series/{series_id}", SeriesItem(store))
-    tables = add_stream_routes(app, settings, store, stats)
+    tables = add_stream_routes(app, settings, store, stats, alerts.alerts)
+    add_alert_routes(app, alerts)
     app.add_route("/healthcheck", HealthResource(store, stats))
-    app.add_route("/metrics", MetricsResource(store, stats))
-    app.add_route("/", DashboardResource(store, StreamDashboard(tables)))
+    app.add_route("/metrics", MetricsResource(store, stats, alerts.outbox))
+    app.add_route(
+        "/", DashboardResource(store, StreamDashboard(tables), alerts.outbox)
+    )
     shared_cache = not settings.api_token
     app.add_route(
         "/plot",
@@ -177,4 +185,8 @@ def get_app(settings: Settings, stats: Stats, **store_checks) -> falcon.App:
         drawer=drawing_of,
         **store_checks,
     )
-    return create_app(settings, store, stats)
+    alerts = AlertService(settings, store)
+    alerts.open()  # the receivers' cursors, before this worker's first request
+    app = create_app(settings, store, stats, alerts=alerts)
+    alerts.start()  # delivers once this worker holds the alerts' lock
+    return app

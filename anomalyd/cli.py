@@ -10,7 +10,7 @@ import sys
 
 import msgspec
 
-from anomalyd import __version__, replay
+from anomalyd import __version__, alert_settings, replay
 from anomalyd import settings as settings_module
 from anomalyd.auth import read_token, warn_if_open
 from anomalyd.bind import parse_bind
@@ -46,7 +46,11 @@ def _parser() -> argparse.ArgumentParser:
     for command in (serve, check, backup, restore):
         command.add_argument("--config", metavar="FILE", help="TOML settings file")
         for field in Settings.__struct_fields__:
-            command.add_argument(flag_name(field), dest=field, help=HELP[field])
+            # A list setting's flag may be repeated (settings.LIST_FIELDS).
+            repeat = "append" if field in settings_module.LIST_FIELDS else "store"
+            command.add_argument(
+                flag_name(field), dest=field, help=HELP[field], action=repeat
+            )
     return parser
 
 
@@ -77,6 +81,7 @@ def _load(args: argparse.Namespace) -> tuple[Settings, dict[str, str]]:
     if token is not None and token != found.api_token:
         found = msgspec.structs.replace(found, api_token=token)
         sources["api_token"] = f"read from api_token_file {found.api_token_file}"
+    found = alert_settings.resolve(found, sources)
     return found, sources
 
 

@@ -11,20 +11,26 @@ after another, each on the state the previous one left, and none is lost or doub
 The same check makes a repeated Idempotency-Key safe even when the first request is
 still in flight: the second finds the first's key in the transaction and answers
 with its answer.
+
+Alerts (``anomalyd.alerting``) follow the points in the same way: the stream's firing
+alert is part of its record, and an observe that opens or resolves one writes the
+event to the outbox (``anomalyd.store.outbox``) in its own write operation, so the
+event is committed with the points that caused it, or not at all.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from anomalyd import streams
+from anomalyd import alerting, streams
 from anomalyd.commit import GroupCommit
 from anomalyd.store.base import StoreBase
+from anomalyd.store.outbox import Outbox
 from anomalyd.store.streams import (
     KEY_HEAD,
-    Plan,
     StreamTables,
     decode_record,
 )
@@ -34,26 +40,53 @@ from anomalyd.streams import KeyReused, Learned, StreamConfig, StreamRecord
 Answer = Callable[[Learned], bytes]
 # Bytes a record may take with its labels (the headroom check of a write).
 RECORD_BYTES = 4096
+# Bytes an outbox event may take (its labels included), for the headroom check.
+EVENT_BYTES = 4096
 
 
 class Observed:
     """The answer's bytes, and what this request added (for the statistics)."""
 
-    __slots__ = ("answer", "opened", "points")
+    __slots__ = ("alerted", "answer", "opened", "points")
 
     def __init__(self, answer: bytes, points: int, opened: int) -> None:
         self.answer = answer
         self.points = points
         self.opened = opened
+        self.alerted = False  # it wrote alert events (the deliverer is woken)
+
+
+class Alerts:
+    """Where alerts go: the outbox, ``resolve_after`` seconds of stream time, and
+    ``wake``, called after a commit that wrote events (the deliverer, if it runs in
+    this process). ``group``: the worker's group commit, shared by its observes and
+    its deliverer's cursor updates (one fsync for both)."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        resolve_after: int,
+        wake: Callable[[], None],
+        group: GroupCommit,
+    ) -> None:
+        self.outbox = outbox
+        self.resolve_after = resolve_after
+        self.wake = wake
+        self.group = group
 
 
 class Observer:
     def __init__(
-        self, store: StoreBase, tables: StreamTables, defaults: StreamConfig
+        self,
+        store: StoreBase,
+        tables: StreamTables,
+        defaults: StreamConfig,
+        alerts: Alerts,
     ) -> None:
         self.tables = tables
         self.defaults = defaults
-        self.group = GroupCommit(store)
+        self.alerts = alerts
+        self.group = alerts.group
         self._store = store
         self._begin = store.env.begin
 
@@ -74,6 +107,7 @@ class Observer:
         series_key = series_id.encode()
         tables = self.tables
         group = self.group
+        follow = self._follow
         group.announce()
         try:
             with self._begin() as txn:
@@ -81,6 +115,8 @@ class Observer:
                 if stored is None:
                     record = self._record(raw, series_key)
                     learned = streams.learn(record, timestamps, values)
+                    changes = follow(record, learned)
+                    config = learned.record.config
                     first = Observed(
                         answer(learned), len(learned.scores), learned.opened
                     )
@@ -93,27 +129,47 @@ class Observer:
             group.withdraw()
             return _replay(stored, digest, key)
 
-        def check(txn) -> tuple[Plan | None, Observed]:
+        def check(txn) -> tuple:
             """Inside the shared write transaction: reads and decides only."""
             now, stored = tables.read(txn, series_key, key)
             if stored is not None:
-                return None, _replay(stored, digest, key)
+                return None, _replay(stored, digest, key), (), config
             if now == raw:
-                return plan, first
+                return plan, first, changes, config
             # Another observe of this stream committed first: learn after it.
-            done = streams.learn(self._record(now, series_key), timestamps, values)
+            before = self._record(now, series_key)
+            done = streams.learn(before, timestamps, values)
+            moved = follow(before, done)
             observed = Observed(answer(done), len(done.scores), done.opened)
             keyed = _keyed(key, digest, observed)
-            return tables.plan(txn, series_key, now is None, done, keyed), observed
+            decided = tables.plan(txn, series_key, now is None, done, keyed)
+            return decided, observed, moved, done.record.config
 
-        def write(txn, checked: tuple[Plan | None, Observed]) -> Observed:
-            decided, observed = checked
+        def write(txn, checked: tuple) -> Observed:
+            decided, observed, moved, config = checked
             if decided is not None:
                 tables.write(txn, decided)
+                if moved:
+                    observed.alerted = True
+                    self.alerts.outbox.record(
+                        txn,
+                        series_id,
+                        moved,
+                        config.labels,
+                        config.threshold,
+                        time.time(),
+                    )
             return observed
 
         # LMDB pages are rarely full: twice the bytes put, as an upper bound.
-        return group.run(check, write, 2 * plan.size(), announced=True)
+        need = 2 * plan.size() + EVENT_BYTES * len(changes)
+        done = group.run(check, write, need, announced=True)
+        if done.alerted:
+            self.alerts.wake()
+        return done
+
+    def _follow(self, record: StreamRecord, learned: Learned) -> Sequence:
+        return alerting.follow_learned(record, learned, self.alerts.resolve_after)
 
     def _record(self, raw: bytes | None, series_key: bytes) -> StreamRecord:
         if raw is None:
@@ -129,6 +185,27 @@ class Observer:
             record = streams.configure(record, **changes)
             self.tables.put_record(txn, series_key, record, raw is None)
         return record
+
+    def delete(self, series_id: str) -> int:
+        """Forget a stream (``StreamTables.delete``); a firing alert resolves in the
+        same transaction. Returns the points it had learned."""
+        points = self.tables.delete(series_id, self._resolve_deleted)
+        self.alerts.wake()
+        return points
+
+    def _resolve_deleted(self, txn, series_id: str, record: StreamRecord) -> None:
+        if record.alert is None:
+            return
+        config = record.config
+        self.alerts.outbox.record(
+            txn,
+            series_id,
+            [alerting.resolved_by_deletion(record.alert)],
+            config.labels,
+            config.threshold,
+            time.time(),
+            deleted=True,
+        )
 
 
 def _keyed(key: bytes | None, digest: bytes, observed: Observed) -> tuple | None:

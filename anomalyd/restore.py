@@ -26,6 +26,7 @@ from anomalyd.store import MAX_DBS, Store
 from anomalyd.store import schema as layout
 from anomalyd.store.errors import DataFileError, DirectoryInUse, StoreError
 from anomalyd.store.files import DATA_FILE, DirectoryLock, check_data_file
+from anomalyd.store.outbox import new_epoch
 
 
 class RestoreError(Exception):
@@ -209,6 +210,9 @@ def _apply(source: str, data_dir: str, map_size: int, counters: dict) -> None:
                         txn.put(
                             key, layout.RETIRED.pack(state.counter), db=store._retired
                         )
+                # Alert event ids are epoch-sequence: the sequence rolls back with
+                # the store, so a new epoch keeps every id new.
+                new_epoch(txn, store.open_db(b"meta"))
             problems = store.verify()
             if problems:
                 raise RestoreError(f"the restored copy does not verify: {problems[:5]}")

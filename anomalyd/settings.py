@@ -16,6 +16,7 @@ import msgspec
 import msgspec.inspect
 
 import anomalyd
+from anomalyd import alert_settings
 from anomalyd.bind import normalize_bind
 
 MiB = 1024 * 1024
@@ -55,10 +56,24 @@ class Settings(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     stream_warmup: Annotated[int, msgspec.Meta(ge=0, le=1_000_000_000)] = 200
     stream_history: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)] = 2000
     stream_direction: Literal["upper", "lower", "both"] = "both"
+    # Alerts (anomalyd.alerting, anomalyd.delivery; checks in anomalyd.alert_settings).
+    alertmanager_url: tuple[str, ...] = ()
+    webhook_url: tuple[str, ...] = ()
+    webhook_secret: str | None = None
+    webhook_secret_file: Annotated[str, msgspec.Meta(min_length=1)] | None = None
+    alert_resolve_after: Annotated[int, msgspec.Meta(ge=0, le=315_360_000)] = 600
+    alert_resend_interval: Annotated[int, msgspec.Meta(ge=1, le=3600)] = 60
+    alert_timeout: Annotated[int, msgspec.Meta(ge=1, le=300)] = 10
+    outbox_max_events: Annotated[int, msgspec.Meta(ge=100, le=100_000_000)] = 100_000
+    public_url: str | None = None
 
     def __post_init__(self) -> None:
         # A ValueError here is a ValidationError of msgspec.convert, message unchanged.
         msgspec.structs.force_setattr(self, "bind", normalize_bind(self.bind))
+        alert_settings.check_urls(self.alertmanager_url)
+        alert_settings.check_urls(self.webhook_url)
+        alert_settings.check_public_url(self.public_url)
+        alert_settings.check_secret(self.webhook_secret)
 
 
 HELP: dict[str, str] = {
@@ -111,7 +126,28 @@ HELP: dict[str, str] = {
         "deviations a new stream scores: upper, lower or both (PUT /streams/{id} "
         "changes one stream's)"
     ),
+    "alertmanager_url": (
+        "Alertmanager base URL(s) to send alerts to; several: repeat the flag or "
+        "separate them with spaces"
+    ),
+    "webhook_url": (
+        "URL(s) each alert event is POSTed to, signed; several: repeat the flag or "
+        "separate them with spaces"
+    ),
+    "webhook_secret": "the webhooks' signing secret, whsec_ + base64 (never sent)",
+    "webhook_secret_file": "file holding the webhook_secret, kept out of argv",
+    "alert_resolve_after": (
+        "seconds of stream time without an anomaly after which an alert resolves"
+    ),
+    "alert_resend_interval": "seconds between re-sends of firing alerts to Alertmanager",
+    "alert_timeout": "seconds one delivery attempt to a receiver may take",
+    "outbox_max_events": "alert events kept at most (the oldest go first)",
+    "public_url": "the URL people reach this service at, for the plot links in alerts",
 }
+
+# Lists: TOML arrays; in the environment and in a flag's value, separated by white
+# space (which no URL contains); a flag may also be repeated.
+LIST_FIELDS = frozenset({"alertmanager_url", "webhook_url"})
 
 
 def env_name(field: str) -> str:
@@ -175,13 +211,26 @@ def load(
 
     for field, value in values.items():
         try:
-            msgspec.convert({field: value}, Settings, strict=False)
+            msgspec.convert({field: _as_list(field, value)}, Settings, strict=False)
         except msgspec.ValidationError as exc:
             raise SettingsError(
                 f"setting {field} ({sources[field]}) = {value!r}: "
                 f"{requirement(field, exc)}"
             ) from None
+    values = {field: _as_list(field, value) for field, value in values.items()}
     return msgspec.convert(values, Settings, strict=False), sources
+
+
+def _as_list(field: str, value: Any) -> Any:
+    """A list setting given as one string (env), or as strings (repeated flags),
+    each holding items separated by white space; anything else as given."""
+    if field not in LIST_FIELDS:
+        return value
+    if isinstance(value, str):
+        return tuple(value.split())
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return tuple(item for v in value for item in v.split())
+    return value
 
 
 # -- messages for a person -----------------------------------------------------------
@@ -195,7 +244,7 @@ def _unit(field: str) -> str:
     are bytes, so a new setting named that way is worded without a list to update."""
     if field == "map_size" or field.endswith("_bytes"):
         return "bytes"
-    if field in _SECONDS:
+    if field in _SECONDS or field.startswith("alert_"):  # alert_*: all seconds
         return "seconds"
     return "hours" if field in _HOURS else ""
 
@@ -252,8 +301,15 @@ def requirement(field: str, exc: Exception | None = None) -> str:
         return "must be one of " + ", ".join(str(v) for v in kind.values)
     if isinstance(kind, msgspec.inspect.BoolType):
         return "must be true or false"
+    if isinstance(kind, msgspec.inspect.VarTupleType):
+        if exc is not None and "Expected" not in str(exc):
+            return str(exc).split(" - at ")[0]
+        return (
+            "must be a list of http:// or https:// URLs (a TOML array; in the "
+            "environment, separated by spaces)"
+        )
     if isinstance(kind, msgspec.inspect.StrType):
-        if field == "bind" and exc is not None and "Expected" not in str(exc):
+        if exc is not None and "Expected" not in str(exc):
             return str(exc).split(" - at ")[0]
         if kind.min_length:
             return "must be a non-empty string"
@@ -284,7 +340,7 @@ def unknown_environment(environ: dict[str, str] | None = None) -> list[str]:
 
 # -- check-config: the settings as TOML ----------------------------------------------
 
-SECRETS = frozenset({"api_token"})
+SECRETS = frozenset({"api_token", "webhook_secret"})
 
 
 def toml_value(value: object) -> str:
@@ -295,6 +351,8 @@ def toml_value(value: object) -> str:
         return str(value)
     if isinstance(value, float) and math.isfinite(value):
         return repr(value)  # the shortest form that reads back as the same float
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(item) for item in value) + "]"
     if not isinstance(value, str):
         raise TypeError(f"no TOML form for {value!r}")
     escaped = []
@@ -325,7 +383,7 @@ def to_toml(settings: Settings, sources: dict[str, str]) -> str:
         elif field in SECRETS:
             lines.append(
                 f'# {field} = "********"  # {source}; secret, not shown: set it with '
-                f"{env_name(field)} or api_token_file"
+                f"{env_name(field)} or {field}_file"
             )
         else:
             lines.append(f"{field} = {toml_value(value)}  # {source}")

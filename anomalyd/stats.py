@@ -72,6 +72,7 @@ ROUTES = (
     "/streams/{series_id}",
     "/streams/{series_id}/points",
     "/streams/{series_id}/anomalies",
+    "/alerts",
     "other",
 )
 # Plain counters, summed over slots like the request counters.

@@ -23,6 +23,7 @@ import msgspec
 import numpy as np
 
 from anomalyd import online
+from anomalyd.alerting import Alert
 
 Direction = Literal["upper", "lower", "both"]
 
@@ -84,6 +85,10 @@ class StreamRecord(msgspec.Struct, array_like=True):
     # and how many keyed answers were ever stored.
     history_from: int = 0
     keys: int = 0
+    # The alert firing (anomalyd.alerting): episodes grouped until the stream is
+    # quiet for alert_resolve_after seconds of stream time. Appended last, so
+    # records stored before alerts existed still decode.
+    alert: Alert | None = None
 
 
 class Learned(NamedTuple):

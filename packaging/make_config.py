@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from anomalyd.settings import HELP, Settings, env_name
+from anomalyd.settings import toml_value as settings_toml_value
 
 HEADER = """\
 # anomalyd settings (TOML). Read by `anomalyd serve --config /etc/anomalyd/anomalyd.toml`.
@@ -29,10 +30,16 @@ EXAMPLES = {
     "data_dir": "/var/lib/anomalyd",
     "api_token": "a-long-random-secret",
     "api_token_file": "/srv/anomalyd/api_token",
+    "alertmanager_url": ("http://127.0.0.1:9093",),
+    "webhook_url": ("https://hooks.example.com/anomalyd",),
+    "webhook_secret_file": "/srv/anomalyd/webhook_secret",
+    "public_url": "https://anomalyd.example.com",
 }
 
 
 def toml_value(value: object) -> str:
+    if isinstance(value, tuple):  # a list setting: a TOML array
+        return settings_toml_value(value)
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     return str(value)

@@ -191,11 +191,16 @@ def test_a_leader_waits_for_announced_operations(store, monkeypatch):
 
 
 def test_an_observe_that_is_refused_or_replayed_withdraws_its_announcement(store):
+    from anomalyd.delivery import AlertService
     from anomalyd.observer import Observer
+    from anomalyd.settings import Settings
     from anomalyd.store.streams import StreamTables
     from anomalyd.streams import KeyReused, PointsOutOfOrder, StreamConfig
 
-    observer = Observer(store, StreamTables(store, 100), StreamConfig(0.5, "both", 0))
+    alerts = AlertService(Settings(), store).alerts
+    observer = Observer(
+        store, StreamTables(store, 100), StreamConfig(0.5, "both", 0), alerts
+    )
 
     def answer(learned) -> bytes:
         return b"%d" % learned.record.points

@@ -222,6 +222,7 @@ OPERATIONS = [
     ("DELETE", "/streams/{series_id}"),
     ("GET", "/streams/{series_id}/points"),
     ("GET", "/streams/{series_id}/anomalies"),
+    ("GET", "/alerts"),
 ]
 # Operations without inputs have nothing to make invalid.
 NO_INPUTS = {("GET", "/"), ("GET", "/healthcheck"), ("GET", "/metrics")}

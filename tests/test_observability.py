@@ -235,12 +235,14 @@ CONTRACT = {
     "/streams/{series_id}": {"put", "get", "delete"},
     "/streams/{series_id}/points": {"get"},
     "/streams/{series_id}/anomalies": {"get"},
+    "/alerts": {"get"},
 }
 
 
 def test_openapi_document_is_valid_and_names_every_route(document):
     validate(document)
     assert document["openapi"].startswith("3.1")
+    assert set(document["webhooks"]) == {"episode_opened", "episode_resolved"}
     assert {
         path: {m for m in item if m != "parameters"}
         for path, item in document["paths"].items()

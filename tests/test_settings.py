@@ -188,6 +188,15 @@ BAD_VALUES = {
     "stream_history": ("0", "a whole number from 1 to 1000000"),
     "stream_direction": ("up", "one of both, lower, upper"),
     "max_large_requests": (-1, "a whole number from 0 to 64"),
+    "alertmanager_url": (["http://am:9093,http://b"], "its port is not a number"),
+    "webhook_url": (["ftp://hooks"], "must start with http:// or https://"),
+    "webhook_secret": ("s3cret", "must be whsec_ followed by base64"),
+    "webhook_secret_file": ("", "a non-empty string"),
+    "alert_resolve_after": (-1, "a whole number of seconds from 0 to"),
+    "alert_resend_interval": (0, "a whole number of seconds from 1 to 3600"),
+    "alert_timeout": (0, "a whole number of seconds from 1 to 300"),
+    "outbox_max_events": (10, "a whole number from 100 to 100000000"),
+    "public_url": ("anomalyd.example.com", "must start with http:// or https://"),
 }
 
 

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from anomalyd import online, streams
+from anomalyd.alerting import Alert
 from anomalyd.settings import Settings
 from anomalyd.store.streams import _encode
 from anomalyd.stream_schemas import LABEL_BYTES, MAX_LABELS, settings_decoder
@@ -178,6 +179,8 @@ def test_record_with_the_largest_labels_stays_within_4_kib():
     record = streams.configure(record, labels=given.labels)
     record.open_episode = streams.Episode(1, T0, T0, 1, 1.0, 1e300, T0, True, 0)
     record.keys = record.history_from = 2**62
+    big = 2**62
+    record.alert = Alert(big, big, big, big, 0.123456789, 1e300, big)
     size = len(_encode(record))
     assert size <= 4096, size
     too_many = {**labels, "extra": "x"}

@@ -19,6 +19,7 @@ import lmdb
 import requests
 from stream_client import T0, assert_error
 
+from anomalyd.alerting import follow_learned
 from anomalyd.settings import Settings
 from anomalyd.store import MAX_DBS
 from anomalyd.store.streams import _encode, decode_record
@@ -49,7 +50,9 @@ def stored_records(data_dir) -> tuple[dict, int]:
 def replay(requests_in_order) -> object:
     record = new_record(CONFIG)
     for ts, xs in requests_in_order:
-        record = learn(record, ts, xs).record
+        done = learn(record, ts, xs)
+        follow_learned(record, done, DEFAULTS.alert_resolve_after)  # its alert
+        record = done.record
     return record
 
 
@@ -90,6 +93,7 @@ def test_concurrent_observes_of_one_stream_apply_one_after_another(make_server):
     replayed = new_record(CONFIG)
     for place, value in enumerate(order, start=1):
         done = learn(replayed, (T0,), (value,))
+        follow_learned(replayed, done, DEFAULTS.alert_resolve_after)
         replayed = done.record
         assert by_place[place]["score"] == done.scores[0]
         assert values[answers.index(by_place[place])] == value

@@ -22,6 +22,7 @@ import falcon
 import anomalyd
 from anomalyd import schemas
 from anomalyd.api.common import check_series_id, parse_page
+from anomalyd.api.firing import firing_section
 from anomalyd.api.html import HTML, e, href, page, plural
 from anomalyd.detectors import Model
 from anomalyd.errors import BadRequest
@@ -98,9 +99,12 @@ def parse_prefix(req: falcon.Request) -> str:
 
 
 class DashboardResource:
-    def __init__(self, store: Store, streams: StreamDashboard | None = None) -> None:
+    def __init__(
+        self, store: Store, streams: StreamDashboard | None = None, outbox=None
+    ) -> None:
         self._store = store
         self._streams = streams
+        self._outbox = outbox  # the alerts firing are shown first
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.vary = ["Accept"]
@@ -229,7 +233,8 @@ class DashboardResource:
             table = f"<h2>Series</h2>\n{table}"
         return page(
             "anomalyd",
-            f"{self._heading(prefix)}\n{table}\n{nav}{streams}",
+            f"{self._heading(prefix)}\n{firing_section(self._outbox)}{table}\n"
+            f"{nav}{streams}",
             _logout(req),
         )
 

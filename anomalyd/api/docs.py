@@ -15,8 +15,8 @@ import falcon
 import msgspec
 
 import anomalyd
-from anomalyd import schemas, stream_schemas
-from anomalyd.api import stream_docs
+from anomalyd import alert_schemas, schemas, stream_schemas
+from anomalyd.api import alert_docs, stream_docs
 from anomalyd.api.common import MAX_PAGE
 from anomalyd.api.docs_bodies import (
     CSV_BODY,
@@ -41,6 +41,7 @@ _BODY_TYPES = (
     Health,
     schemas.ErrorBody,
     *stream_schemas.BODY_TYPES,
+    *alert_schemas.BODY_TYPES,
 )
 
 # The short description GET / gives to clients that do not ask for HTML.
@@ -329,6 +330,7 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
     }
     paths.update(stream_docs.stream_paths(op, series_id_path, limit_query, after_query))
     stream_docs.add_stream_plot(paths["/plot"]["get"])
+    paths.update(alert_docs.alert_paths(op, limit_query))
     if token_required:
         add_login_paths(paths)
     document: dict[str, Any] = {
@@ -347,6 +349,7 @@ def build_document(token_required: bool, min_points: int) -> dict[str, Any]:
             "license": {"name": "MIT", "identifier": "MIT"},
         },
         "paths": paths,
+        "webhooks": alert_docs.webhooks(),
         "components": {
             "schemas": components,
             "securitySchemes": {

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import falcon
 
+from anomalyd.api.alerts import metrics_lines as alert_lines
 from anomalyd.stats import HISTOGRAMS, PROMETHEUS_EDGES, Stats
 from anomalyd.store import Store
+from anomalyd.store.outbox import Outbox
 from anomalyd.store.stream_reads import count_streams
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -34,7 +36,7 @@ def _labels(**labels: str) -> str:
     return ",".join(f'{k}="{_escape(v)}"' for k, v in labels.items())
 
 
-def render(store: Store, stats: Stats) -> str:
+def render(store: Store, stats: Stats, outbox: Outbox | None = None) -> str:
     snapshot = stats.snapshot()
     lines = [
         (
@@ -92,15 +94,18 @@ def render(store: Store, stats: Stats) -> str:
         "# TYPE anomalyd_worker_restarts_total counter",
         f"anomalyd_worker_restarts_total {stats.restarts()}",
     ]
+    if outbox is not None:
+        lines += alert_lines(outbox)
     return "\n".join(lines) + "\n"
 
 
 class MetricsResource:
-    def __init__(self, store: Store, stats: Stats) -> None:
+    def __init__(self, store: Store, stats: Stats, outbox: Outbox | None = None):
         self._store = store
         self._stats = stats
+        self._outbox = outbox
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.text = render(self._store, self._stats)
+        resp.text = render(self._store, self._stats, self._outbox)
         resp.content_type = CONTENT_TYPE
         resp.cache_control = ["no-store"]

@@ -12,7 +12,7 @@ from anomalyd import schemas
 from anomalyd.api.common import MAX_PAGE, check_series_id, parse_page, read_body
 from anomalyd.api.observe import BatchObserveResource, ObserveResource
 from anomalyd.errors import BadRequest
-from anomalyd.observer import Observer
+from anomalyd.observer import Alerts, Observer
 from anomalyd.settings import Settings
 from anomalyd.stats import Stats
 from anomalyd.store.base import StoreBase
@@ -149,7 +149,7 @@ class StreamItem:
         self, req: falcon.Request, resp: falcon.Response, series_id: str
     ) -> None:
         check_series_id(series_id)
-        points = self._tables.delete(series_id)
+        points = self._observer.delete(series_id)
         resp.data = _encode(StreamDeleted(series_id, points))
 
 
@@ -210,14 +210,14 @@ class StreamAnomalies:
 
 
 def add_stream_routes(
-    app: falcon.App, settings: Settings, store: StoreBase, stats: Stats
+    app: falcon.App, settings: Settings, store: StoreBase, stats: Stats, alerts: Alerts
 ) -> StreamTables:
     """The streams' routes; opens their tables (once, when the app is built)."""
     tables = StreamTables(store, settings.stream_history)
     defaults = StreamConfig(
         settings.stream_threshold, settings.stream_direction, settings.stream_warmup
     )
-    observer = Observer(store, tables, defaults)
+    observer = Observer(store, tables, defaults, alerts)
     max_body = settings.max_body_bytes
     app.add_route("/observe/{series_id}", ObserveResource(observer, stats, max_body))
     app.add_route(

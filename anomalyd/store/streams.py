@@ -206,15 +206,19 @@ class StreamTables(StreamReads):
         if created:
             self._add_to_count(txn, 1)
 
-    def delete(self, series_id: str) -> int:
+    def delete(self, series_id: str, also=None) -> int:
         """Forget a stream in one transaction that works on a full store; return the
-        points it had learned."""
+        points it had learned. ``also(txn, series_id, record)``: more to write in
+        that transaction (the alert it resolves)."""
         series_key = series_id.encode()
         with self.store.write(reserve=False) as txn:
             raw = txn.get(series_key, db=self.streams)
             if raw is None:
                 raise StreamNotFound(f"stream {series_id!r} is not known")
-            points = decode_record(raw, series_key).points
+            record = decode_record(raw, series_key)
+            points = record.points
+            if also is not None:
+                also(txn, series_id, record)
             txn.delete(series_key, db=self.streams)
             prefix = series_key + b"\x00"
             for db in (self.points_db, self.episodes_db, self.keys_db, self.order_db):
