@@ -237,14 +237,17 @@ def test_ticks_are_round_and_cover_the_values():
 
 
 def test_the_plot_reads_the_retained_history_in_one_walk(tmp_path):
+    from anomalyd.delivery import AlertService
     from anomalyd.observer import Observer
+    from anomalyd.settings import Settings
     from anomalyd.store import CorruptRecord, Store
     from anomalyd.store.stream_reads import numbered
     from anomalyd.store.streams import StreamTables
 
     store = Store(str(tmp_path / "data"), map_size=64 << 20)
     tables = StreamTables(store, 1000)
-    observer = Observer(store, tables, CONFIG)
+    alerts = AlertService(Settings(), store).alerts
+    observer = Observer(store, tables, CONFIG, alerts)
     ts, xs = noisy(2500, seed=21)
     for start in range(0, 2500, 700):  # blocks left part-full between batches
         observer.observe(
