@@ -127,9 +127,7 @@ def create_app(
     add_alert_routes(app, alerts)
     app.add_route("/healthcheck", HealthResource(store, stats))
     app.add_route("/metrics", MetricsResource(store, stats, alerts.outbox))
-    app.add_route(
-        "/", DashboardResource(store, StreamDashboard(tables), alerts.outbox)
-    )
+    app.add_route("/", DashboardResource(store, StreamDashboard(tables), alerts.outbox))
     shared_cache = not settings.api_token
     app.add_route(
         "/plot",

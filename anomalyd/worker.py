@@ -36,7 +36,6 @@ from concurrent import futures
 
 from gunicorn.workers.gthread import ThreadWorker
 
-from anomalyd import http_errors
 from anomalyd.budget import BUDGET
 from anomalyd.connection import (
     ARRIVING,
@@ -49,6 +48,7 @@ from anomalyd.connection import (
     take_job,
 )
 from anomalyd.framing import HEAD, Refuse
+from anomalyd.refusals import Refuses
 from anomalyd.write_routes import is_write
 
 # Set by the master (anomalyd.server) from the settings before it forks the workers.
@@ -61,7 +61,6 @@ MAX_BODY_BYTES = 64 * 1024 * 1024
 # burst (40 concurrent fits of one series must all be stored), bounded so writers
 # piling up behind a stopped writer get a quick 503 instead of waiting minutes.
 WRITE_QUEUE_PER_THREAD = 16
-RETRY_AFTER = 1  # seconds, in the 503s
 # After the answer that closes a connection, unread bytes the client still sends are
 # read and dropped for a while (so the kernel does not reset the connection and lose
 # the answer), as gunicorn's close_graceful does, but without blocking the loop.
@@ -83,7 +82,7 @@ def configure(settings) -> None:
     MAX_BODY_BYTES = settings.max_body_bytes
 
 
-class BufferedThreadWorker(ServesJobs, ThreadWorker):
+class BufferedThreadWorker(Refuses, ServesJobs, ThreadWorker):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # gthread closes keep-alive connections past this; here idle ones wait in
@@ -394,38 +393,3 @@ class BufferedThreadWorker(ServesJobs, ThreadWorker):
             self.advance(conn)
         else:
             self.to_idle(conn, self.idle_limit)
-
-    # -- answers without a thread ----------------------------------------------------
-
-    def refuse(self, conn: Conn, status: int, description: str, title=None) -> None:
-        self.log.warning(
-            "Refused request from ip=%s: %s %s",
-            conn.client[0] if conn.client else "",
-            status,
-            description,
-        )
-        self._send_and_close(
-            conn,
-            http_errors.response(
-                status, title or http_errors.title_of(status), description
-            ),
-        )
-
-    def refuse_busy(self, conn: Conn, what: str) -> None:
-        self.log.warning("503 to ip=%s: too many %s", conn.client[0], what)
-        self._send_and_close(
-            conn,
-            http_errors.response(
-                503,
-                "Service unavailable",
-                f"too many {what} at the moment; retry after {RETRY_AFTER} s",
-                retry_after=RETRY_AFTER,
-            ),
-        )
-
-    def _send_and_close(self, conn: Conn, data: bytes) -> None:
-        try:
-            conn.sock.send(data)  # small; a full socket buffer loses it, no more
-        except OSError:
-            pass
-        self.close_politely(conn)

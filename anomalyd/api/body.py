@@ -20,6 +20,7 @@ import zlib
 
 import falcon
 
+from anomalyd import budget as _budget_module
 from anomalyd.errors import BadRequest
 
 _CHUNK = 256 * 1024
@@ -40,20 +41,6 @@ _JSON = frozenset({"", "application/json", "application/x-www-form-urlencoded"})
 CSV = "text/csv"
 
 
-class _Unbounded:
-    """Stands in while there is no worker budget (``anomalyd.budget``)."""
-
-    def try_take(self, n: int) -> bool:
-        return True
-
-    def give_back(self, n: int) -> None:
-        pass
-
-
-try:  # the network part's per-worker budget, configured at worker start
-    from anomalyd import budget as _budget_module
-except ImportError:  # pragma: no cover - until that part is merged
-    _budget_module = None
 _override = None
 
 
@@ -68,8 +55,6 @@ def _budget():
     # Looked up at each use: the worker sets its budget up after this is imported.
     if _override is not None:
         return _override
-    if _budget_module is None:
-        return _Unbounded()
     return _budget_module.BUDGET
 
 
