@@ -133,3 +133,23 @@ def server(tmp_path_factory):
     s = Server(tmp_path_factory.mktemp("anomalyd") / "data").start()
     yield s
     assert s.stop() == 0
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """Headless Chromium (tests/test_browser.py's driver), one per test module."""
+    import tempfile
+
+    from test_browser import CHROMIUM, Browser
+
+    if CHROMIUM is None:
+        # Visible in the -ra summary; CI installs chromium in .ci/run, so it runs there.
+        pytest.skip("chromium is not installed (apt-get install chromium)")
+    with tempfile.TemporaryDirectory(prefix="anomalyd-chromium-") as tmp:
+        profile = Path(tmp) / "profile"
+        profile.mkdir()
+        b = Browser(profile)
+        try:
+            yield b
+        finally:
+            b.close()

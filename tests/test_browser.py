@@ -17,7 +17,6 @@ import os
 import shutil
 import signal
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 
@@ -202,21 +201,6 @@ def fitted(server):
         r = server.post(f"/fit/{name}", {"timestamps": [1, 2, 3], "values": [1, 2, 9]})
         assert r.status_code == 200, r.text
     return server
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        # Visible in the -ra summary; CI installs chromium in .ci/run, so it runs there.
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    with tempfile.TemporaryDirectory(prefix="anomalyd-chromium-") as tmp:
-        profile = Path(tmp) / "profile"
-        profile.mkdir()
-        b = Browser(profile)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def colour_count(

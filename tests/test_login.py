@@ -4,15 +4,13 @@ may not do, in headless Chromium against a real ``anomalyd serve`` (2 workers)."
 from __future__ import annotations
 
 import http.server
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
 from conftest import Server
-from test_browser import CHROMIUM, Browser
+from test_browser import Browser
 
 from anomalyd.session import Sessions
 
@@ -120,20 +118,6 @@ def test_the_login_form_refuses_other_sites(guarded):
 
 
 # -- in Chromium -------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    with tempfile.TemporaryDirectory(prefix="anomalyd-chromium-") as tmp:
-        profile = Path(tmp) / "profile"
-        profile.mkdir()
-        b = Browser(profile)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def type_and_enter(browser: Browser, text: str) -> None:

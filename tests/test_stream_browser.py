@@ -9,16 +9,22 @@ axis, that the pages and their embedded plots load and fetch nothing from elsewh
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
+import datetime as dt
 
 import pytest
+from alert_client import STEP, calm, post_batch, spike
 from conftest import Server
-from test_browser import CHROMIUM, Browser, colour_count, css_rgb, load_sample, rgb
+from test_browser import colour_count, css_rgb, load_sample, rgb
 
 from anomalyd import stream_plot
 
 STREAM = "machine_temperature"
+
+
+def utc(t: int) -> str:
+    return f"{dt.datetime.fromtimestamp(t, dt.UTC):%Y-%m-%d %H:%M:%S}"
+
+
 POINTS = 22_695
 
 
@@ -47,21 +53,6 @@ def learned(tmp_path_factory):
         assert r.status_code == 200
     yield s
     assert s.stop() == 0
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if CHROMIUM is None:
-        # Visible in the -ra summary; CI installs chromium in .ci/run, so it runs there.
-        pytest.skip("chromium is not installed (apt-get install chromium)")
-    with tempfile.TemporaryDirectory(prefix="anomalyd-chromium-") as tmp:
-        profile = Path(tmp) / "profile"
-        profile.mkdir()
-        b = Browser(profile)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 # Where things are drawn, read from the laid-out SVG.
@@ -208,3 +199,34 @@ def test_the_dashboard_lists_streams_and_opens_a_streams_page(learned, browser):
     browser.open(stream_page["around"][0], 1000, 500)
     around = browser.js(DRAWN)
     assert " from " in around["title"] and len(around["dots"]) >= 1
+
+
+def test_a_firing_alert_is_shown_first_in_red(learned, browser):
+    # An alert fires with no receiver configured: the outbox keeps it all the same.
+    ts, xs = calm(260)
+    post_batch(learned, "kiln", ts, xs)
+    spike(learned, "kiln", ts[-1] + STEP, 500.0)
+    browser.open(f"{learned.url}/")
+    page = browser.js(
+        """(() => {
+        const headings = [...document.querySelectorAll('h2')];
+        const firing = headings[0], table = firing.nextElementSibling;
+        return {
+          headings: headings.map(h => h.textContent),
+          colour: getComputedStyle(firing).color,
+          above: firing.getBoundingClientRect().bottom <=
+            headings[1].getBoundingClientRect().top,
+          rows: [...table.querySelectorAll('tbody tr')].map(
+            tr => [...tr.cells].map(td => td.textContent)),
+          link: table.querySelector('a.plot').href,
+        };
+      })()"""
+    )
+    assert page["headings"][:2] == ["1 alert firing", "Series"]
+    assert page["colour"] == css_rgb("#a11") and page["above"]
+    assert [row[:5] for row in page["rows"]] == [
+        ["kiln", f"{utc(ts[-1] + STEP)} UTC", "1", "1.000", "500"]
+    ]
+    assert page["link"] == f"{learned.url}/plot?stream=kiln"
+    browser.open(page["link"], 1000, 500)
+    assert "kiln · 261 points learned" in browser.js(DRAWN)["title"]

@@ -13,7 +13,6 @@ escaped, even the series ids whose alphabet cannot break HTML today.
 from __future__ import annotations
 
 import datetime as dt
-import itertools
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -24,6 +23,7 @@ from anomalyd import schemas
 from anomalyd.api.common import check_series_id, parse_page
 from anomalyd.api.firing import firing_section
 from anomalyd.api.html import HTML, e, href, page, plural
+from anomalyd.api.listing import below, prefixed_page
 from anomalyd.detectors import Model
 from anomalyd.errors import BadRequest
 from anomalyd.schemas import SERIES_ID_RE
@@ -78,15 +78,6 @@ def _detector(model: Model) -> str:
     return f"{model.kind} k={model.k:g} {model.direction}"
 
 
-def _below(series_id: str) -> str | None:
-    """A cursor for ``Store.list_series(limit, after)`` whose listing starts at the
-    first id at or after ``series_id`` (``after`` itself is excluded, and no id lies
-    between it and ``series_id``: every id is ASCII, and U+10FFFF sorts after all)."""
-    if not series_id:
-        return None
-    return series_id[:-1] + chr(ord(series_id[-1]) - 1) + "\U0010ffff"
-
-
 def parse_prefix(req: falcon.Request) -> str:
     """``?prefix=`` of the search box: empty (the whole list) or the start of an id."""
     prefix = req.get_param("prefix") or ""
@@ -132,20 +123,16 @@ class DashboardResource:
     def _rows(
         self, limit: int, after: str | None, before: str | None, prefix: str
     ) -> list[tuple[str, int, int]]:
-        """One page of live series whose id starts with ``prefix``: the ``limit``
-        after ``after``, or the ``limit`` before ``before`` (the first page when
-        fewer are left before it), all read in id order from the store's listing."""
-        if before is not None:
-            rows = self._store.list_series_before(limit, before)[0]
-            rows = [row for row in rows if row[0].startswith(prefix)]
-            if len(rows) == limit:
-                return rows
-            after = None
-        start = _below(prefix)
-        if after is not None and (start is None or after > start):
-            start = after
-        rows = self._store.list_series(limit, start)[0]
-        return list(itertools.takewhile(lambda row: row[0].startswith(prefix), rows))
+        """One page of live series whose id starts with ``prefix``."""
+        store = self._store
+        return prefixed_page(
+            lambda n, start: store.list_series(n, start)[0],
+            lambda n, end: store.list_series_before(n, end)[0],
+            limit,
+            prefix,
+            after,
+            before,
+        )
 
     def _neighbours(
         self, rows: list[tuple[str, int, int]], prefix: str
@@ -173,7 +160,7 @@ class DashboardResource:
             except SeriesNotFound:
                 return None
             except VersionNotFound:
-                again = self._store.list_series(1, _below(series_id))[0]
+                again = self._store.list_series(1, below(series_id))[0]
                 if not again or again[0][0] != series_id:
                     return None
                 _, latest, count = again[0]

@@ -16,14 +16,13 @@ JavaScript, every value escaped).
 
 from __future__ import annotations
 
-import itertools
 from urllib.parse import quote
 
 import falcon
 
 from anomalyd.api.common import check_series_id
-from anomalyd.api.dashboard import _below
 from anomalyd.api.html import e, href, plural
+from anomalyd.api.listing import prefixed_page
 from anomalyd.errors import BadRequest
 from anomalyd.store.streams import StreamTables
 from anomalyd.streams import StreamRecord, utc
@@ -83,19 +82,16 @@ class StreamDashboard:
     def _rows(
         self, limit: int, after: str | None, before: str | None, prefix: str
     ) -> list[Row]:
-        """As the series' rows: the ``limit`` after ``after``, or the ``limit``
-        before ``before`` (the first page when fewer are left before it)."""
-        if before is not None:
-            rows = self._tables.list_before(limit, before)
-            rows = [row for row in rows if row[0].startswith(prefix)]
-            if len(rows) == limit:
-                return rows
-            after = None
-        start = _below(prefix)
-        if after is not None and (start is None or after > start):
-            start = after
-        rows = self._tables.list(limit, start)[0]
-        return list(itertools.takewhile(lambda row: row[0].startswith(prefix), rows))
+        """As the series' rows (``anomalyd.api.listing.prefixed_page``)."""
+        tables = self._tables
+        return prefixed_page(
+            lambda n, start: tables.list(n, start)[0],
+            tables.list_before,
+            limit,
+            prefix,
+            after,
+            before,
+        )
 
     def _nav(
         self, rows: list[Row], keep: dict[str, str], prefix: str, cursor: bool
