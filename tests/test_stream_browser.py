@@ -223,7 +223,7 @@ def test_a_firing_alert_is_shown_first_in_red(learned, browser):
       })()"""
     )
     assert page["headings"][:2] == ["1 alert firing", "Series"]
-    assert page["colour"] == css_rgb("#a11") and page["above"]
+    assert page["colour"] == css_rgb("#aa1111")  # .error{color:#a11} and page["above"]
     assert [row[:5] for row in page["rows"]] == [
         ["kiln", f"{utc(ts[-1] + STEP)} UTC", "1", "1.000", "500"]
     ]
