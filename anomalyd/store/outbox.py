@@ -156,20 +156,22 @@ class Outbox:
         opened with)."""
         series_key = series_id.encode()
         seq = self._counter(txn, NEXT)
+        epoch = self._epoch_in(txn)
         written = 0
         for change in changes:
+            event_id = f"{epoch}-{seq}"
             if change.kind == OPENED:
-                firing = Firing(seq, self._id(txn, seq), now, labels, threshold)
+                firing = Firing(seq, event_id, now, labels, threshold)
                 txn.put(series_key, _encode(firing), db=self.firing)
             else:
                 raw = txn.get(series_key, db=self.firing)
                 if raw is None:  # opened before alerts were recorded
-                    firing = Firing(seq, self._id(txn, seq), now, labels, threshold)
+                    firing = Firing(seq, event_id, now, labels, threshold)
                 else:
                     firing = _firing(raw)
                     txn.delete(series_key, db=self.firing)
             event = Event(
-                self._id(txn, seq),
+                event_id,
                 change.kind,
                 series_id,
                 change.alert,
@@ -199,12 +201,15 @@ class Outbox:
             self._epoch = bytes(raw).hex()
         return self._epoch
 
-    def _id(self, txn, seq: int) -> str:
-        if self._epoch is None:
-            if txn.get(EPOCH, db=self.meta) is None:
-                new_epoch(txn, self.meta)
-            self._epoch = bytes(txn.get(EPOCH, db=self.meta)).hex()
-        return f"{self._epoch}-{seq}"
+    def _epoch_in(self, txn) -> str:
+        """The epoch as this write transaction has it (drawn with the first event).
+        Not cached: the transaction may yet be aborted, and with it an epoch drawn
+        in it."""
+        raw = txn.get(EPOCH, db=self.meta)
+        if raw is None:
+            new_epoch(txn, self.meta)
+            raw = txn.get(EPOCH, db=self.meta)
+        return bytes(raw).hex()
 
     def _bound(self, txn, following: int) -> None:
         """Keep at most ``max_events``: the oldest go first; those not yet delivered
