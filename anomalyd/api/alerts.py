@@ -15,7 +15,7 @@ from anomalyd.alert_schemas import (
     receiver_state,
     wall,
 )
-from anomalyd.api.common import MAX_PAGE
+from anomalyd.api.common import parse_limit
 from anomalyd.delivery import AlertService
 from anomalyd.delivery.sender import ALERTMANAGER, WEBHOOK
 from anomalyd.errors import BadRequest
@@ -43,14 +43,7 @@ def _params(req: falcon.Request) -> tuple[str | None, int | None, int]:
                 f"{raw[:60]!r}"
             )
         after = int(match.group(2))
-    raw = req.get_param("limit")
-    if raw is None:
-        return state, after, 100
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
-        raise BadRequest(
-            f"limit must be an integer from 1 to {MAX_PAGE}, got {raw[:20]!r}"
-        )
-    return state, after, int(raw)
+    return state, after, parse_limit(req, 100)
 
 
 class AlertsResource:

@@ -19,7 +19,7 @@ import msgspec
 import pygal
 
 import anomalyd
-from anomalyd.api.common import check_series_id, parse_version
+from anomalyd.api.common import check_series_id, if_none_matches, parse_version
 from anomalyd.api.stream_plot import StreamPlot
 from anomalyd.detectors import Model
 from anomalyd.errors import BadRequest
@@ -46,13 +46,6 @@ def plot_etag(series_id: str, version: int, model: Model) -> str:
     )
     digest = hashlib.blake2b(repr(fields).encode(), digest_size=12).hexdigest()
     return f"v{version}-{digest}"
-
-
-def _matches(if_none_match: list | None, etag: str) -> bool:
-    # If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" matches "x".
-    if not if_none_match:
-        return False
-    return any(tag == "*" or str(tag) == etag for tag in if_none_match)
 
 
 class PlotResource:
@@ -98,7 +91,7 @@ class PlotResource:
             resp.cache_control = [self._scope, "no-cache"]
         else:
             resp.cache_control = [self._scope, f"max-age={ONE_YEAR}", "immutable"]
-        if _matches(req.if_none_match, etag):
+        if if_none_matches(req.if_none_match, etag):
             resp.status = falcon.HTTP_304
             return
         # Stored at fit time for large versions: a plot costs the same for any size.

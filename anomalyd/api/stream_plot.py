@@ -20,8 +20,7 @@ import msgspec
 import pygal
 
 import anomalyd
-from anomalyd import schemas
-from anomalyd.api.common import check_series_id
+from anomalyd.api.common import check_series_id, if_none_matches, parse_time
 from anomalyd.errors import BadRequest
 from anomalyd.store.streams import StreamTables
 from anomalyd.stream_plot import render_stream
@@ -29,19 +28,6 @@ from anomalyd.streams import StreamRecord
 
 SVG = "image/svg+xml"
 _encode_record = msgspec.msgpack.Encoder().encode
-
-
-def parse_time(req: falcon.Request, name: str) -> int | None:
-    """``?since=`` / ``?until=``: Unix seconds or ISO-8601 (any timestamp form)."""
-    raw = req.get_param(name)
-    if raw is None:
-        return None
-    try:
-        return schemas.parse_timestamp(raw)
-    except ValueError:
-        raise BadRequest(
-            f"{name} must be Unix seconds or an ISO-8601 date-time, got {raw[:40]!r}"
-        ) from None
 
 
 def stream_plot_etag(
@@ -60,13 +46,6 @@ def stream_plot_etag(
     )
     digest.update(_encode_record(record))
     return f"s{record.points}-{digest.hexdigest()}"
-
-
-def _matches(if_none_match: list | None, etag: str) -> bool:
-    # If-None-Match compares weakly (RFC 9110 13.1.2): W/"x" matches "x".
-    if not if_none_match:
-        return False
-    return any(tag == "*" or str(tag) == etag for tag in if_none_match)
 
 
 class StreamPlot:
@@ -89,7 +68,7 @@ class StreamPlot:
         if req.if_none_match:
             record = self._tables.record(stream)
             etag = stream_plot_etag(stream, record, since, until, self._tables.history)
-            if _matches(req.if_none_match, etag):
+            if if_none_matches(req.if_none_match, etag):
                 resp.etag = etag
                 resp.status = falcon.HTTP_304
                 return

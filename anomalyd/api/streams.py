@@ -9,7 +9,13 @@ import falcon
 import msgspec
 
 from anomalyd import schemas
-from anomalyd.api.common import MAX_PAGE, check_series_id, parse_page, read_body
+from anomalyd.api.common import (
+    check_series_id,
+    parse_limit,
+    parse_page,
+    parse_time,
+    read_body,
+)
 from anomalyd.api.observe import BatchObserveResource, ObserveResource
 from anomalyd.errors import BadRequest
 from anomalyd.observer import Alerts, Observer
@@ -57,29 +63,6 @@ def stream_out(series_id: str, record: StreamRecord) -> StreamOut:
         record.points < config.warmup,
         record.open_episode is not None,
     )
-
-
-def _limit(req: falcon.Request) -> int:
-    raw = req.get_param("limit")
-    if raw is None:
-        return 100
-    if not (raw.isascii() and raw.isdigit()) or not 1 <= int(raw) <= MAX_PAGE:
-        raise BadRequest(
-            f"limit must be an integer from 1 to {MAX_PAGE}, got {raw[:20]!r}"
-        )
-    return int(raw)
-
-
-def _since(req: falcon.Request) -> int | None:
-    raw = req.get_param("since")
-    if raw is None:
-        return None
-    try:
-        return schemas.parse_timestamp(raw)
-    except ValueError:
-        raise BadRequest(
-            f"since must be Unix seconds or an ISO-8601 date-time, got {raw[:40]!r}"
-        ) from None
 
 
 def _cursor(req: falcon.Request, pattern: re.Pattern) -> int:
@@ -162,7 +145,10 @@ class StreamPoints:
     ) -> None:
         check_series_id(series_id)
         rows, following = self._tables.points(
-            series_id, _since(req), _cursor(req, POINTS_CURSOR), _limit(req)
+            series_id,
+            parse_time(req, "since"),
+            _cursor(req, POINTS_CURSOR),
+            parse_limit(req, 100),
         )
         points = [
             PointOut(utc(t), v, s, bool(a))
@@ -188,7 +174,10 @@ class StreamAnomalies:
     ) -> None:
         check_series_id(series_id)
         episodes, following = self._tables.episodes(
-            series_id, _since(req), _cursor(req, EPISODES_CURSOR), _limit(req)
+            series_id,
+            parse_time(req, "since"),
+            _cursor(req, EPISODES_CURSOR),
+            parse_limit(req, 100),
         )
         resp.data = _encode(
             AnomaliesPage(
