@@ -107,7 +107,8 @@ class Observer:
         series_key = series_id.encode()
         tables = self.tables
         group = self.group
-        follow = self._follow
+        follow = alerting.follow_learned
+        resolve_after = self.alerts.resolve_after
         group.announce()
         try:
             with self._begin() as txn:
@@ -115,7 +116,7 @@ class Observer:
                 if stored is None:
                     record = self._record(raw, series_key)
                     learned = streams.learn(record, timestamps, values)
-                    changes = follow(record, learned)
+                    changes = follow(record, learned, resolve_after)
                     config = learned.record.config
                     first = Observed(
                         answer(learned), len(learned.scores), learned.opened
@@ -139,7 +140,7 @@ class Observer:
             # Another observe of this stream committed first: learn after it.
             before = self._record(now, series_key)
             done = streams.learn(before, timestamps, values)
-            moved = follow(before, done)
+            moved = follow(before, done, resolve_after)
             observed = Observed(answer(done), len(done.scores), done.opened)
             keyed = _keyed(key, digest, observed)
             decided = tables.plan(txn, series_key, now is None, done, keyed)
@@ -167,9 +168,6 @@ class Observer:
         if done.alerted:
             self.alerts.wake()
         return done
-
-    def _follow(self, record: StreamRecord, learned: Learned) -> Sequence:
-        return alerting.follow_learned(record, learned, self.alerts.resolve_after)
 
     def _record(self, raw: bytes | None, series_key: bytes) -> StreamRecord:
         if raw is None:
