@@ -6,7 +6,6 @@ from __future__ import annotations
 from anomalyd.api.html import e, href, plural
 from anomalyd.store import outbox_reads
 from anomalyd.store.outbox import Outbox
-from anomalyd.store.stream_reads import decode_record
 from anomalyd.streams import utc
 
 SHOWN = 20
@@ -19,27 +18,18 @@ def firing_section(outbox: Outbox | None) -> str:
     shown, count = outbox_reads.firing(outbox, SHOWN)
     if not count:
         return ""
-    streams = outbox.store.open_db(b"streams")
-    rows = []
-    with outbox.env.begin() as txn:
-        for series_id, firing in shown:
-            raw = txn.get(series_id.encode(), db=streams)
-            alert = (
-                None if raw is None else decode_record(raw, series_id.encode()).alert
-            )
-            if alert is None:
-                continue  # resolved since the listing
-            rows.append(
-                "<tr>"
-                f'<td><a class="plot" href="{href("/plot", stream=series_id)}">'
-                f"{e(series_id)}</a></td>"
-                f"<td>{e(f'{utc(alert.start):%Y-%m-%d %H:%M:%S}')} UTC</td>"
-                f'<td class="num">{alert.episodes}</td>'
-                f'<td class="num">{alert.peak_score:.3f}</td>'
-                f'<td class="num">{e(f"{alert.peak_value:.6g}")}</td>'
-                f"<td>{e(' '.join(f'{k}={v}' for k, v in firing.labels.items()))}</td>"
-                "</tr>"
-            )
+    rows = [
+        "<tr>"
+        f'<td><a class="plot" href="{href("/plot", stream=series_id)}">'
+        f"{e(series_id)}</a></td>"
+        f"<td>{e(f'{utc(alert.start):%Y-%m-%d %H:%M:%S}')} UTC</td>"
+        f'<td class="num">{alert.episodes}</td>'
+        f'<td class="num">{alert.peak_score:.3f}</td>'
+        f'<td class="num">{e(f"{alert.peak_value:.6g}")}</td>'
+        f"<td>{e(' '.join(f'{k}={v}' for k, v in firing.labels.items()))}</td>"
+        "</tr>"
+        for series_id, firing, alert in shown
+    ]
     more = f" (the {len(rows)} newest shown)" if count > len(rows) else ""
     return (
         f'<h2 class="error">{plural(count, "alert")} firing{more}</h2>\n'

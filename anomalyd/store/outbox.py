@@ -32,6 +32,7 @@ import msgspec
 
 from anomalyd.alerting import OPENED, Alert, Change
 from anomalyd.store.base import StoreBase
+from anomalyd.store.stream_reads import decode_record
 
 log = logging.getLogger("anomalyd")
 
@@ -111,6 +112,7 @@ class Outbox:
         self.firing = store.open_db(b"alert_firing")
         self.receivers = store.open_db(b"alert_receivers")
         self.deliveries = store.open_db(b"alert_deliveries")
+        self.streams = store.open_db(b"streams")  # the alerts as they are now
         self._epoch: str | None = None
         self._dropped_unlogged = 0
         self._drop_logged_at = 0.0
@@ -330,19 +332,20 @@ class Outbox:
     def firing_before(self, seq: int) -> list[tuple[str, Firing, Alert | None]]:
         """Alerts firing whose opening event is before ``seq`` (a receiver's cursor:
         it has had them), with each stream's alert as it is now (for its peak)."""
-        from anomalyd.store.stream_reads import decode_record
-
-        streams = self.store.open_db(b"streams")
         found = []
         with self.env.begin() as txn:
             for key, value in txn.cursor(db=self.firing):
                 firing = _firing(value)
-                if firing.seq >= seq:
-                    continue
-                raw = txn.get(key, db=streams)
-                alert = None if raw is None else decode_record(raw, bytes(key)).alert
-                found.append((bytes(key).decode(), firing, alert))
+                if firing.seq < seq:
+                    found.append(
+                        (bytes(key).decode(), firing, self.alert_now(txn, key))
+                    )
         return found
+
+    def alert_now(self, txn, series_key: bytes) -> Alert | None:
+        """The stream's firing alert as its record has it now (its peak so far)."""
+        raw = txn.get(series_key, db=self.streams)
+        return None if raw is None else decode_record(raw, bytes(series_key)).alert
 
 
 def redact(url: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
+from anomalyd.alerting import Alert
 from anomalyd.store.outbox import (
     COUNT,
     DROPPED,
@@ -127,15 +128,19 @@ def figures(outbox: Outbox, kinds: tuple[str, ...]) -> Figures:
     return Figures(by_kind, age, dropped, firing, following - first)
 
 
-def firing(outbox: Outbox, limit: int) -> tuple[list[tuple[str, Firing]], int]:
-    """Up to ``limit`` firing alerts, the most recently opened first, and how many
-    fire in all."""
+def firing(outbox: Outbox, limit: int) -> tuple[list[tuple[str, Firing, Alert]], int]:
+    """Up to ``limit`` firing alerts, the most recently opened first, each with the
+    stream's alert as it is now (read in the same transaction), and how many fire
+    in all."""
     with outbox.env.begin() as txn:
-        found = [
-            (bytes(k).decode(), _firing(v)) for k, v in txn.cursor(db=outbox.firing)
-        ]
-    found.sort(key=lambda item: item[1].opened_at, reverse=True)
-    return found[:limit], len(found)
+        found = [(bytes(k), _firing(v)) for k, v in txn.cursor(db=outbox.firing)]
+        found.sort(key=lambda item: item[1].opened_at, reverse=True)
+        shown = []
+        for key, firing in found[:limit]:
+            alert = outbox.alert_now(txn, key)
+            if alert is not None:
+                shown.append((key.decode(), firing, alert))
+    return shown, len(found)
 
 
 def _count(raw) -> int:
