@@ -91,34 +91,30 @@ class StreamReads:
         (None: no more)."""
         series_key = series_id.encode()
         with self.env.begin() as txn:
-            raw = txn.get(series_key, db=self.streams)
-            if raw is None:
-                raise StreamNotFound(f"stream {series_id!r} is not known")
-            record = decode_record(raw, series_key)
-            end = record.points
-            seq = max(start, end - self.history, record.history_from * BLOCK_POINTS)
-            if since is not None and seq < end:
-                # Timestamps never go back: ``since`` cuts a prefix of the history.
-                seq = self._first_since(txn, series_key, seq, end, since)
-            first = seq
-            parts = []
-            found = 0
-            while seq < end and found <= limit:
-                block, row = divmod(seq, BLOCK_POINTS)
-                rows = self._block(txn, series_key, block)[
-                    row : row + limit + 1 - found
-                ]
-                if not len(rows):
-                    raise CorruptRecord(
-                        f"the history of stream {series_id!r} is short (block {block})"
-                    )
-                parts.append(rows.copy())
-                found += len(rows)
-                seq += len(rows)
-        rows = np.concatenate(parts) if parts else np.empty(0, ROW_DTYPE)
-        if found <= limit:
+            record, first = self._retained_from(txn, series_key, start, since)
+            # One point past the page says whether another follows.
+            end = min(record.points, first + limit + 1)
+            rows = np.empty(max(0, end - first), ROW_DTYPE)
+            self._copy_history(txn, series_key, first, end, rows)
+        if len(rows) <= limit:
             return rows, None
         return rows[:limit], first + limit
+
+    def _retained_from(
+        self, txn, series_key: bytes, start: int, since: int | None
+    ) -> tuple[StreamRecord, int]:
+        """The stream's record, and the seq of its first retained point at or after
+        ``start`` whose timestamp is ``since`` or later (its ``points`` if none)."""
+        raw = txn.get(series_key, db=self.streams)
+        if raw is None:
+            raise StreamNotFound(f"stream {series_key.decode()!r} is not known")
+        record = decode_record(raw, series_key)
+        end = record.points
+        seq = max(start, end - self.history, record.history_from * BLOCK_POINTS)
+        if since is not None and seq < end:
+            # Timestamps never go back: ``since`` cuts a prefix of the history.
+            seq = self._first_since(txn, series_key, seq, end, since)
+        return record, seq
 
     def _block(self, txn, series_key: bytes, block: int) -> np.ndarray:
         data = txn.get(numbered(series_key, block), db=self.points_db)
@@ -202,19 +198,12 @@ class StreamReads:
         agree."""
         series_key = series_id.encode()
         with self.env.begin() as txn:
-            raw = txn.get(series_key, db=self.streams)
-            if raw is None:
-                raise StreamNotFound(f"stream {series_id!r} is not known")
-            record = decode_record(raw, series_key)
+            record, first = self._retained_from(txn, series_key, 0, since)
             end = record.points
-            seq = max(0, end - self.history, record.history_from * BLOCK_POINTS)
-            if since is not None and seq < end:
-                seq = self._first_since(txn, series_key, seq, end, since)
-            if until is not None and seq < end:
-                end = self._first_since(txn, series_key, seq, end, until + 1)
-            first = seq
-            rows = np.empty(end - seq, ROW_DTYPE)
-            self._copy_history(txn, series_key, seq, end, rows)
+            if until is not None and first < end:
+                end = self._first_since(txn, series_key, first, end, until + 1)
+            rows = np.empty(end - first, ROW_DTYPE)
+            self._copy_history(txn, series_key, first, end, rows)
         return record, rows, first
 
     def _copy_history(
