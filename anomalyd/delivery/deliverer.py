@@ -15,10 +15,12 @@ at the outbox's next sequence number every ``POLL`` seconds when another worker 
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import logging
 import os
 import threading
+import time
 
 from anomalyd.commit import GroupCommit
 from anomalyd.delivery.sender import Receiver, Sender
@@ -29,6 +31,9 @@ log = logging.getLogger("anomalyd")
 
 LOCK_FILE = "alerts.lock"
 POLL = 0.02  # seconds
+# A worker stopping gracefully (SIGTERM, a reload) waits this long at exit for its
+# senders to commit what they delivered (one sending may take up to alert_timeout).
+STOP_WAIT = 2.0
 
 
 class Deliverer:
@@ -57,6 +62,15 @@ class Deliverer:
         for sender in self.senders:
             sender.wakeup.set()
 
+    def stop(self) -> None:
+        """At a graceful exit: the senders commit their deliveries, so that the
+        worker taking the lock over does not send them again."""
+        for sender in self.senders:
+            sender.stop()
+        deadline = time.monotonic() + STOP_WAIT
+        for sender in self.senders:
+            sender.thread.join(max(0.0, deadline - time.monotonic()))
+
     def _run(self) -> None:
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -77,6 +91,7 @@ class Deliverer:
         ]
         for sender in self.senders:
             sender.start()
+        atexit.register(self.stop)
         self.holding.set()
         seen = self.outbox.following()
         stop = threading.Event()  # never set: the thread ends with its process

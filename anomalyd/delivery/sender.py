@@ -103,6 +103,7 @@ class Sender:
         self.public_url = settings.public_url
         self.key = secret_key
         self.wakeup = threading.Event()
+        self.stopping = threading.Event()
         self.batch = BATCH[receiver.kind]
         self.resend_at = 0.0
         # Delivered, not yet committed: (sequence, Delivery), and since when.
@@ -116,13 +117,22 @@ class Sender:
     def start(self) -> None:
         self.thread.start()
 
+    def stop(self) -> None:
+        """Ask the thread to commit what it delivered and end (``join`` it)."""
+        self.stopping.set()
+        self.wakeup.set()
+
     def _run(self) -> None:
-        while True:
+        while not self.stopping.is_set():
             try:
                 self.step()
             except Exception:
                 log.exception("alert sender for %s failed; retrying in 1 s", self.name)
-                time.sleep(1)
+                self.stopping.wait(1)
+        try:
+            self._save()  # a graceful stop sends nothing again after a restart
+        except Exception:
+            log.exception("alert sender for %s: deliveries not committed", self.name)
 
     def _sleep(self, seconds: float) -> None:
         self.wakeup.wait(max(0.0, min(seconds, IDLE)))
