@@ -6,7 +6,10 @@ It decodes the body with anomalyd's own msgspec decoder and encodes a fixed
 ratio of anomalyd's predict throughput to this one's is what the store, the model, the
 checks and the stats middleware cost.
 
-    python bench/null_app.py --bind 127.0.0.1:8001
+    python bench/null_app.py --bind 127.0.0.1:8001 --data-dir DIR
+
+It stores nothing, but ``Service`` still locks and checks its data directory at start
+(a second service on one directory is refused), so it gets an empty one of its own.
 """
 
 from __future__ import annotations
@@ -51,9 +54,10 @@ class NullService(Service):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bind", required=True)
+    parser.add_argument("--data-dir", required=True, help="an empty directory")
     args = parser.parse_args()
     # The settings a user gets by default (ANOMALYD_* env included), as anomalyd serve.
-    found, _ = settings_module.load({"bind": args.bind})
+    found, _ = settings_module.load({"bind": args.bind, "data_dir": args.data_dir})
     NullService(found).run()
 
 
