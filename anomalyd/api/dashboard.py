@@ -23,7 +23,7 @@ from anomalyd import schemas
 from anomalyd.api.common import check_series_id, parse_page
 from anomalyd.api.firing import firing_section
 from anomalyd.api.html import HTML, e, href, page, plural
-from anomalyd.api.listing import below, prefixed_page
+from anomalyd.api.listing import below, page_links, prefixed_page
 from anomalyd.detectors import Model
 from anomalyd.errors import BadRequest
 from anomalyd.schemas import SERIES_ID_RE
@@ -124,28 +124,13 @@ class DashboardResource:
         self, limit: int, after: str | None, before: str | None, prefix: str
     ) -> list[tuple[str, int, int]]:
         """One page of live series whose id starts with ``prefix``."""
-        store = self._store
-        return prefixed_page(
-            lambda n, start: store.list_series(n, start)[0],
-            lambda n, end: store.list_series_before(n, end)[0],
-            limit,
-            prefix,
-            after,
-            before,
-        )
+        return prefixed_page(self._after, self._before, limit, prefix, after, before)
 
-    def _neighbours(
-        self, rows: list[tuple[str, int, int]], prefix: str
-    ) -> tuple[bool, bool]:
-        """Whether a live series of the prefix comes before the page, and after it."""
-        if not rows:
-            return False, False
-        before = self._store.list_series_before(1, rows[0][0])[0]
-        after = self._store.list_series(1, rows[-1][0])[0]
-        return (
-            bool(before) and before[0][0].startswith(prefix),
-            bool(after) and after[0][0].startswith(prefix),
-        )
+    def _after(self, limit: int, start: str | None) -> list[tuple[str, int, int]]:
+        return self._store.list_series(limit, start)[0]
+
+    def _before(self, limit: int, end: str) -> list[tuple[str, int, int]]:
+        return self._store.list_series_before(limit, end)[0]
 
     def _latest(self, series_id: str, latest: int, count: int):
         """The listed series' latest record, or None once it is deleted.
@@ -249,22 +234,16 @@ class DashboardResource:
         cursor: bool,
         streams_at: dict[str, str],
     ) -> str:
-        keep = {"limit": str(limit)} | ({"prefix": prefix} if prefix else {})
-        keep |= streams_at
-        has_previous, has_next = self._neighbours(listed, prefix)
-        links = []
-        if has_previous or (cursor and not listed):
-            links.append(f'<a href="{href("/", **keep)}">first page</a>')
-        if has_previous:
-            links.append(
-                f'<a rel="prev" href="{href("/", before=listed[0][0], **keep)}">'
-                "previous page</a>"
-            )
-        if has_next:
-            links.append(
-                f'<a rel="next" href="{href("/", after=listed[-1][0], **keep)}">'
-                "next page</a>"
-            )
+        links = page_links(
+            listed,
+            self._after,
+            self._before,
+            prefix,
+            cursor,
+            {"limit": str(limit)} | ({"prefix": prefix} if prefix else {}) | streams_at,
+            ("after", "before"),
+            ("first page", "previous page", "next page"),
+        )
         return f"<nav>{' · '.join(links)}</nav>"
 
     # -- one series --------------------------------------------------------------

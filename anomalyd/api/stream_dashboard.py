@@ -22,7 +22,7 @@ import falcon
 
 from anomalyd.api.common import check_series_id
 from anomalyd.api.html import e, href, plural
-from anomalyd.api.listing import prefixed_page
+from anomalyd.api.listing import page_links, prefixed_page
 from anomalyd.errors import BadRequest
 from anomalyd.store.streams import StreamTables
 from anomalyd.streams import StreamRecord, utc
@@ -83,38 +83,26 @@ class StreamDashboard:
         self, limit: int, after: str | None, before: str | None, prefix: str
     ) -> list[Row]:
         """As the series' rows (``anomalyd.api.listing.prefixed_page``)."""
-        tables = self._tables
         return prefixed_page(
-            lambda n, start: tables.list(n, start)[0],
-            tables.list_before,
-            limit,
-            prefix,
-            after,
-            before,
+            self._after, self._tables.list_before, limit, prefix, after, before
         )
+
+    def _after(self, limit: int, start: str | None) -> list[Row]:
+        return self._tables.list(limit, start)[0]
 
     def _nav(
         self, rows: list[Row], keep: dict[str, str], prefix: str, cursor: bool
     ) -> str:
-        has_previous = has_next = False
-        if rows:
-            before = self._tables.list_before(1, rows[0][0])
-            after = self._tables.list(1, rows[-1][0])[0]
-            has_previous = bool(before) and before[0][0].startswith(prefix)
-            has_next = bool(after) and after[0][0].startswith(prefix)
-        links = []
-        if has_previous or (cursor and not rows):
-            links.append(f'<a href="{href("/", **keep)}">first page of streams</a>')
-        if has_previous:
-            links.append(
-                f'<a rel="prev" href="{href("/", streams_before=rows[0][0], **keep)}">'
-                "previous streams</a>"
-            )
-        if has_next:
-            links.append(
-                f'<a rel="next" href="{href("/", streams_after=rows[-1][0], **keep)}">'
-                "next streams</a>"
-            )
+        links = page_links(
+            rows,
+            self._after,
+            self._tables.list_before,
+            prefix,
+            cursor,
+            keep,
+            CURSORS,
+            ("first page of streams", "previous streams", "next streams"),
+        )
         return f'<nav class="streams">{" · ".join(links)}</nav>'
 
     def section(
