@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import errno
 import io
+import socket
 
 from gunicorn.http.body import LengthReader
 from gunicorn.http.errors import NoMoreData
@@ -52,6 +53,15 @@ class Conn:
         self.requests = 0
         self.write = False  # the request arriving is one that writes
         self.drained = 0
+
+    def has_bytes(self) -> bool:
+        """Whether bytes wait unread: closing then would reset the connection and
+        lose a request the client has sent (the worker may have been stopped or busy
+        past the deadline while it arrived)."""
+        try:
+            return bool(self.sock.recv(1, socket.MSG_PEEK))
+        except OSError:  # nothing yet (EAGAIN), or the connection is gone
+            return False
 
 
 class Job:

@@ -20,6 +20,7 @@ from gunicorn.errors import HaltServer
 
 from anomalyd import access_log, supervise
 from anomalyd import worker as worker_module
+from anomalyd.balance import Spread
 from anomalyd.regions import remove_stale_regions
 from anomalyd.settings import Settings
 from anomalyd.stats import Stats
@@ -132,6 +133,7 @@ class Service(BaseApplication):
             self.guard.release()
             raise
         self.board = supervise.Board(slots)
+        self.spread = Spread(slots)
         self.boot_watch = supervise.BootWatch(self.board, data_dir)
         super().__init__()
 
@@ -155,9 +157,7 @@ class Service(BaseApplication):
             # Under the runtime directory, so two services on one host never share it.
             "control_socket": os.path.join(self.runtime_dir, "gunicorn.ctl"),
             "pre_fork": lambda arbiter, worker: self.pre_fork(arbiter.WORKERS, worker),
-            "post_fork": lambda arbiter, worker: self.stats.use_worker_slot(
-                worker.anomalyd_slot
-            ),
+            "post_fork": lambda arbiter, worker: self.post_fork(worker.anomalyd_slot),
             "post_worker_init": lambda worker: self.board.mark_booted(
                 worker.anomalyd_slot, worker.pid
             ),
@@ -169,12 +169,16 @@ class Service(BaseApplication):
         options.update(access_log.options(s.access_log))
         for key, value in options.items():
             self.cfg.set(key, value)
-        worker_module.configure(s)  # inherited by the workers at fork
+        worker_module.configure(s, self.spread)  # inherited by the workers at fork
 
     def pre_fork(self, live_workers: dict, worker) -> None:
         worker.anomalyd_slot = free_slot(live_workers, self.stats.worker_slots)
         if worker.anomalyd_slot is None:
             log.warning("no free stats slot: this worker's requests are not counted")
+
+    def post_fork(self, slot: int | None) -> None:
+        self.stats.use_worker_slot(slot)
+        self.spread.use_slot(slot)
 
     def child_exit(
         self, live_workers: dict, wanted: int, worker=None, running: bool = True

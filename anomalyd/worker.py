@@ -36,6 +36,7 @@ from concurrent import futures
 
 from gunicorn.workers.gthread import ThreadWorker
 
+from anomalyd.balance import Spread, Spreads
 from anomalyd.budget import BUDGET
 from anomalyd.connection import (
     ARRIVING,
@@ -56,6 +57,7 @@ CLIENT_TIMEOUT = 60.0  # timeout: a request's arrival, a response's departure
 WRITE_THREADS = 4
 MAX_INFLIGHT_BYTES: int | None = None
 MAX_BODY_BYTES = 64 * 1024 * 1024
+SPREAD: Spread | None = None
 
 # Writes queued per write thread beyond the ones running before a 503: room for a
 # burst (40 concurrent fits of one series must all be stored), bounded so writers
@@ -73,16 +75,17 @@ RECV = 64 * 1024
 RECV_BODY = 1024 * 1024
 
 
-def configure(settings) -> None:
+def configure(settings, spread: Spread | None = None) -> None:
     """Called in the master before it forks (and again on HUP)."""
-    global CLIENT_TIMEOUT, WRITE_THREADS, MAX_INFLIGHT_BYTES, MAX_BODY_BYTES
+    global CLIENT_TIMEOUT, WRITE_THREADS, MAX_INFLIGHT_BYTES, MAX_BODY_BYTES, SPREAD
+    SPREAD = spread
     CLIENT_TIMEOUT = float(settings.timeout)
     WRITE_THREADS = settings.write_threads
     MAX_INFLIGHT_BYTES = settings.max_inflight_bytes
     MAX_BODY_BYTES = settings.max_body_bytes
 
 
-class BufferedThreadWorker(Refuses, ServesJobs, ThreadWorker):
+class BufferedThreadWorker(Refuses, ServesJobs, Spreads, ThreadWorker):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         # gthread closes keep-alive connections past this; here idle ones wait in
@@ -101,6 +104,7 @@ class BufferedThreadWorker(Refuses, ServesJobs, ThreadWorker):
         BUDGET.configure(MAX_INFLIGHT_BYTES)
         self.send_timeout = CLIENT_TIMEOUT
         self.write_pool = futures.ThreadPoolExecutor(max_workers=WRITE_THREADS)
+        self.spread = SPREAD  # its slot is chosen at fork (anomalyd.server)
         super().init_process()
 
     # -- the loop --------------------------------------------------------------------
@@ -117,6 +121,7 @@ class BufferedThreadWorker(Refuses, ServesJobs, ThreadWorker):
             if not self.is_parent_alive():
                 break
         self.set_accept_enabled(False)
+        self.count_connections(accepting=False)
         # Finish what was started: requests in threads and requests arriving are
         # served (with Connection: close); idle connections get STOP_LINGER.
         limit = time.monotonic() + STOP_LINGER
@@ -141,8 +146,9 @@ class BufferedThreadWorker(Refuses, ServesJobs, ThreadWorker):
         now = time.monotonic()
         if now - self._notified > 1.0:
             self.notify()
+            self.count_connections(self.alive)
             self._notified = now
-        timeout = 1.0
+        timeout = self.until_resume(1.0, now)
         for queue in (self.arriving, self.idle, self.closing):
             if queue:
                 timeout = min(timeout, max(0.0, queue[0][0] - now))
@@ -157,7 +163,9 @@ class BufferedThreadWorker(Refuses, ServesJobs, ThreadWorker):
                 self.on_readable(key.data)
             else:
                 key.data(key.fileobj)
-        self.expire(time.monotonic())
+        now = time.monotonic()
+        self.resume_accepting(now)
+        self.expire(now)
 
     def expire(self, now: float) -> None:
         while self.arriving and self.arriving[0][0] <= now:
@@ -170,7 +178,7 @@ class BufferedThreadWorker(Refuses, ServesJobs, ThreadWorker):
         while self.idle and self.idle[0][0] <= now:
             deadline, conn = self.idle.popleft()
             if conn.state == IDLE and conn.deadline == deadline:
-                if self.has_bytes(conn):  # a request came in the meantime: serve it
+                if conn.has_bytes():  # a request came in the meantime: serve it
                     self.on_readable(conn)
                 else:
                     self.close_now(conn)
@@ -182,6 +190,8 @@ class BufferedThreadWorker(Refuses, ServesJobs, ThreadWorker):
     # -- connections -----------------------------------------------------------------
 
     def accept(self, listener) -> None:
+        if self.defer_accept(time.monotonic()):
+            return
         try:
             sock, client = listener.accept()
         except OSError as e:
@@ -194,6 +204,7 @@ class BufferedThreadWorker(Refuses, ServesJobs, ThreadWorker):
         sock.setblocking(False)
         conn = Conn(sock, client, listener.getsockname(), MAX_BODY_BYTES)
         self.nr_conns += 1
+        self.count_connections()
         self.to_idle(conn, self.idle_limit)
 
     def evict(self) -> bool:
@@ -210,16 +221,6 @@ class BufferedThreadWorker(Refuses, ServesJobs, ThreadWorker):
                     self.close_now(conn)
                     return True
         return False
-
-    @staticmethod
-    def has_bytes(conn: Conn) -> bool:
-        """Whether bytes wait unread: closing then would reset the connection and
-        lose a request the client has sent (the worker may have been stopped or busy
-        past the deadline while it arrived)."""
-        try:
-            return bool(conn.sock.recv(1, socket.MSG_PEEK))
-        except OSError:  # nothing yet (EAGAIN), or the connection is gone
-            return False
 
     def register(self, conn: Conn) -> None:
         if not conn.registered:
@@ -258,6 +259,7 @@ class BufferedThreadWorker(Refuses, ServesJobs, ThreadWorker):
         except OSError:
             pass
         self.nr_conns -= 1
+        self.count_connections(self.alive)
         if conn.charged:
             BUDGET.give_back(conn.charged)
             conn.charged = 0
