@@ -18,6 +18,7 @@ from gunicorn.http.message import Request
 from gunicorn.http.unreader import Unreader
 
 from anomalyd import http_errors
+from anomalyd.coalesce import Answering, Coalesced
 from anomalyd.framing import Scan
 
 # Connection states.
@@ -139,6 +140,9 @@ class ServesJobs:
 
     # Set by the worker module from the timeout setting.
     send_timeout = 60.0
+    # Header block and body in one send (anomalyd.coalesce); bench/worker_service.py
+    # turns it off to measure what it gives.
+    coalesce = True
 
     def serve(self, conn: Conn, job) -> bool:
         """Parse and answer one complete request; True to keep the connection."""
@@ -149,7 +153,16 @@ class ServesJobs:
             req = parse(self.cfg, job, conn.client)
             if job.close_after:  # framed with doubt: answered, then closed
                 req.force_close()
-            return self.handle_request(req, conn)
+            if not self.coalesce:
+                return self.handle_request(req, conn)
+            # The header block leaves with the body's first bytes (anomalyd.coalesce).
+            out = Coalesced(conn.sock)
+            try:
+                return self.handle_request(
+                    req, Answering(out, conn.client, conn.server)
+                )
+            finally:
+                out.flush()
         except OSError as e:
             if e.errno in (errno.EPIPE, errno.ECONNRESET, errno.ENOTCONN) or (
                 isinstance(e, TimeoutError)

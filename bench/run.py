@@ -75,8 +75,9 @@ FIT_SIZES = [
     for n in os.environ.get("BENCH_FIT_SIZES", "1000,10000,100000,1000000").split(",")
 ]
 # Baselines for the worker comparison (bench/worker_service.py): the worker
-# anomalyd.worker replaced, and gunicorn's stock gthread worker.
-BASELINE_WORKERS = ("deadline", "gthread")
+# anomalyd.worker replaced, gunicorn's stock gthread worker, and anomalyd's worker
+# sending each answer's header block and body apart (anomalyd.coalesce off).
+BASELINE_WORKERS = ("deadline", "gthread", "split")
 SCENARIOS = [
     ("predict-heavy", "PredictUser"),
     ("batch predict 100", "Batch100User"),
@@ -877,7 +878,9 @@ def main() -> int:
             "interleaved with the rows above. `anomalyd` is anomalyd.worker's "
             "BufferedThreadWorker (requests reach a thread once they have arrived); "
             "`worker-deadline` the worker it replaced (bench/legacy_worker.py); "
-            "`worker-gthread` gunicorn's stock gthread worker."
+            "`worker-gthread` gunicorn's stock gthread worker; `worker-split` "
+            "anomalyd's worker sending each answer's header block and body apart, "
+            "as gunicorn does (anomalyd/coalesce.py off)."
         ),
         "",
         "| worker | tool | req/s | p50 | p95 | p99 | errors | req/s / previous worker's, per round |",

@@ -3,8 +3,10 @@
     python bench/worker_service.py --bind 127.0.0.1:8001 --data-dir DIR --worker deadline
 
 ``buffered`` is anomalyd's worker (``anomalyd.worker.BufferedThreadWorker``),
-``deadline`` the one it replaced (``bench/legacy_worker.py``), ``gthread`` gunicorn's
-stock gthread worker. Everything else is ``anomalyd serve`` with default settings.
+``split`` the same sending each answer's header block and body apart, as gunicorn does
+(``anomalyd.coalesce`` off), ``deadline`` the one it replaced
+(``bench/legacy_worker.py``), ``gthread`` gunicorn's stock gthread worker. Everything
+else is ``anomalyd serve`` with default settings.
 """
 
 from __future__ import annotations
@@ -17,12 +19,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from anomalyd import settings as settings_module
 from anomalyd.server import Service
+from anomalyd.worker import BufferedThreadWorker
 
 WORKERS = {
     "buffered": "anomalyd.worker.BufferedThreadWorker",
+    "split": "worker_service.SplitSendsWorker",
     "deadline": "legacy_worker.DeadlineThreadWorker",
     "gthread": "gthread",
 }
+
+
+class SplitSendsWorker(BufferedThreadWorker):
+    coalesce = False
 
 
 class WorkerService(Service):
