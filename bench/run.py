@@ -897,6 +897,15 @@ def main() -> int:
             for name in ("anomalyd", *(f"worker-{w}" for w in BASELINE_WORKERS))
         ),
         "",
+        "One send per answer (anomalyd/coalesce.py): anomalyd / worker-split, per "
+        "round: median "
+        + f"{statistics.median(per_round(runs['anomalyd'], runs['worker-split'])):.2f}"
+        + " (rounds: "
+        + ", ".join(
+            f"{x:.2f}" for x in per_round(runs["anomalyd"], runs["worker-split"])
+        )
+        + ")",
+        "",
         "Predict rounds, req/s: "
         + "; ".join(f"{k} {v['rounds']}" for k, v in predict.items()),
         "",
