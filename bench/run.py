@@ -349,12 +349,14 @@ def locust(url: str, user_class: str, seconds: int, workdir: Path) -> dict:
     )
     with open(f"{prefix}_stats.csv") as f:
         rows = list(csv.DictReader(f))
-    row = next(r for r in rows if r["Name"] == "Aggregated")
+    total = next(r for r in rows if r["Name"] == "Aggregated")
     # Answers of 503 + Retry-After, which the users wait out (bench/locustfile.py):
-    # not errors, not served requests either.
+    # not errors (they are marked successes), not served requests either.
     busy = [r for r in rows if r["Name"].endswith(BUSY)]
-    rps = float(row["Requests/s"]) - sum(float(r["Requests/s"]) for r in busy)
-    if busy:  # latencies of the served requests: the scenario's own row
+    busy_count = sum(int(r["Request Count"]) for r in busy)
+    rps = float(total["Requests/s"]) - sum(float(r["Requests/s"]) for r in busy)
+    row = total  # latencies: of every request, or with busy answers among them,
+    if busy:  # of the served requests: the scenario's own (largest) row
         row = max(
             (r for r in rows if r["Name"] != "Aggregated" and r not in busy),
             key=lambda r: int(r["Request Count"]),
@@ -365,9 +367,9 @@ def locust(url: str, user_class: str, seconds: int, workdir: Path) -> dict:
             failures.append(f"{r['Occurrences']} × {r['Error'][:160]}")
     return {
         "rps": rps,
-        "busy": sum(int(r["Request Count"]) for r in busy),
-        "errors": int(row["Failure Count"]),
-        "requests": int(row["Request Count"]),
+        "busy": busy_count,
+        "errors": int(total["Failure Count"]),
+        "requests": int(total["Request Count"]) - busy_count,
         # Locust writes N/A when nothing completed (a run too short for the scenario).
         **{
             p: float(row[f"{p[1:]}%"].replace("N/A", "nan"))
