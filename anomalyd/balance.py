@@ -45,10 +45,13 @@ class Spread:
         self._deferring_since = self._last_ahead = -GAP
 
     def use_slot(self, slot: int | None) -> None:
-        """In a worker after fork; None (no slot free): take part in nothing."""
+        """In a worker after fork; None (no slot free): take part in nothing. Until
+        it polls the listener (``publish`` from its loop), the worker counts as not
+        accepting: one still loading the app is not left connections to take, and
+        what the slot's previous worker published no longer counts."""
         self._slot = slot
         if slot is not None:
-            self.publish(0)
+            self.publish(-1)
 
     def publish(self, connections: int) -> None:
         """This worker's connection count (-1 once it accepts no more), and a beat."""

@@ -116,6 +116,7 @@ class BufferedThreadWorker(Refuses, ServesJobs, Spreads, ThreadWorker):
             self.method_queue.run_callbacks,
         )
         self.set_accept_enabled(True)
+        self.count_connections()  # the others may now leave connections to it
         while self.alive:
             self._tick()
             if not self.is_parent_alive():

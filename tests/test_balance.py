@@ -6,10 +6,13 @@ ports, is a socket inode, and the worker whose file descriptors include it holds
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import time
 from pathlib import Path
+
+import requests
 
 REQUEST = b"GET /healthcheck HTTP/1.1\r\nHost: t\r\n\r\n"
 
@@ -66,10 +69,26 @@ def burst(port: int, n: int) -> list[socket.socket]:
     return clients
 
 
+def both_serving(server) -> None:
+    """Until each worker has answered a request: a worker still loading the app
+    takes no connection, and the others rightly leave it none."""
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        text = requests.get(server.url + "/metrics", timeout=5).text
+        slots = re.findall(
+            r'anomalyd_worker_requests_total\{worker="\d+"\} [1-9]', text
+        )
+        if len(slots) >= 2:
+            return
+        time.sleep(0.1)
+    raise AssertionError("a worker never answered")
+
+
 def test_a_burst_of_keep_alive_connections_is_spread_over_the_workers(make_server):
     # Before: whichever worker ran first took the whole burst, in most rounds (a
     # wrk round with every connection on one worker had half the throughput).
     s = make_server(extra=["--keepalive", "30"])
+    both_serving(s)
     shares = []
     for _ in range(6):
         clients = burst(s.port, 16)
